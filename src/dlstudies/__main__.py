@@ -1,0 +1,3 @@
+from dlstudies.cli import main
+
+raise SystemExit(main())
