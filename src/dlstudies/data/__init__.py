@@ -11,7 +11,7 @@ from dlstudies.data.base import DATASETS, Dataset, Split
 from dlstudies.data.tabular import load_tabular
 from dlstudies.errors import UsageError
 
-__all__ = ["DATASETS", "Dataset", "Split", "load_data", "dataset_names"]
+__all__ = ["DATASETS", "Dataset", "Split", "load_data", "dataset_names", "describe_datasets"]
 
 
 def _import_all() -> None:
@@ -38,3 +38,14 @@ def load_data(spec: str, data_dir: str | None = None, label_column: int = -1) ->
     if path.suffix or path.exists() or "/" in spec:
         return load_tabular(path, label_column)
     raise UsageError(f"unknown dataset '{spec}'; valid: {', '.join(DATASETS.names())}, or a path to a .csv/.npz file or folder")
+
+
+def describe_datasets() -> list[str]:
+    """One line per registered dataset; one that cannot load here says why instead of failing."""
+    lines = []
+    for name in dataset_names():
+        try:
+            lines.append(load_data(name).describe())
+        except UsageError as err:
+            lines.append(f"{name}: not available here: {err}")
+    return lines

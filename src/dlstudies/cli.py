@@ -1,0 +1,88 @@
+"""The `dlstudies` command: parse, call, exit codes. No logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from dlstudies.config import DEFAULT_SEEDS, SCALES, Runtime
+from dlstudies.errors import UsageError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage block
+        raise UsageError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="dlstudies", description="Classic deep-learning experiments as multi-seed studies.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("list", help="the available studies")
+    sub.add_parser("data", help="the available datasets")
+    run = sub.add_parser("run", help="run studies and write results, figures and report.html")
+    run.add_argument("studies", nargs="+", metavar="STUDY", help="study ids, or 'all'")
+    run.add_argument("--scale", default="default", choices=SCALES)
+    run.add_argument("--seeds", type=int, default=None, help="number of seeds (default: 3/5/10 by scale)")
+    run.add_argument("--data", default=None, help="dataset name, or a .csv/.npz file or folder")
+    run.add_argument("--data-dir", default=None, help="folder of a dataset's files (e.g. MNIST's IDX files)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("--out", default="runs", type=Path)
+    run.add_argument("--engine", default="batched", choices=("batched", "reference"))
+    run.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    run.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    run.add_argument("--backend", default="local", help="local or dask")
+    run.add_argument("--scheduler", default=None, help="address of a dask scheduler (with --backend dask)")
+    rep = sub.add_parser("report", help="rebuild report.html from saved results, without training")
+    rep.add_argument("out", type=Path)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = _parser().parse_args(argv)
+        return COMMANDS[args.command](args, argv)
+    except UsageError as err:
+        print(f"dlstudies: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("dlstudies: interrupted; finished units are saved, run the same command to resume", file=sys.stderr)
+        return 130
+
+
+def _list(args, argv) -> int:
+    from dlstudies.studies import ordered_studies
+    for study in ordered_studies():
+        print(f"{study.name:<22} {study.question}")
+    return 0
+
+
+def _data(args, argv) -> int:
+    from dlstudies.data import describe_datasets
+    for line in describe_datasets():
+        print(line)
+    return 0
+
+
+def _run(args, argv) -> int:
+    from dlstudies.app import run_many
+    runtime = Runtime(engine=args.engine, device=args.device, data_dir=args.data_dir)
+    seeds = DEFAULT_SEEDS[args.scale] if args.seeds is None else args.seeds
+    command = "dlstudies " + " ".join(shlex.quote(a) for a in argv)
+    run_many(args.studies, args.scale, seeds, args.data, args.overrides, runtime, args.out, args.backend,
+             args.workers, command, scheduler=args.scheduler)
+    return 0
+
+
+def _report(args, argv) -> int:
+    from dlstudies.report import render_report
+    print(render_report(args.out))
+    return 0
+
+
+COMMANDS = {"list": _list, "data": _data, "run": _run, "report": _report}

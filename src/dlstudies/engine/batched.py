@@ -1,0 +1,82 @@
+"""The batched engine: M members trained at once as one stack, each with its own sample order."""
+
+from __future__ import annotations
+
+import copy
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from dlstudies.engine.losses import LOSSES
+from dlstudies.engine.record import EpochLog, FitResult
+from dlstudies.engine.schedule import ORDERS
+from dlstudies.engine.spec import TrainSpec, batches
+from dlstudies.models.stacked import StackedNet
+from dlstudies.optim import OptSpec, StackedOptimizer
+
+
+def fit_batched(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.Tensor, y: torch.Tensor,
+                spec: TrainSpec, seeds: Sequence[int]) -> FitResult:
+    x, y = x.to(spec.device, members[0].parameters().__next__().dtype), y.to(spec.device)
+    net = StackedNet([copy.deepcopy(m).to(spec.device) for m in members])
+    opt = StackedOptimizer(opts, net.flat)
+    order = ORDERS.get(spec.order)(y, seeds)
+    log = EpochLog(spec.stop, net.M)
+    traces = []
+    for epoch in range(spec.stop.max_epochs):
+        losses, trace = _epoch(net, opt, x, y, order(epoch).to(spec.device), spec, epoch < spec.trace_epochs)
+        traces += [trace] if trace is not None else []
+        log.end_epoch(epoch, losses, _probe(net, spec))
+        opt.set_active(log.active.to(spec.device))
+        if not log.active.any():
+            break
+    trace = torch.cat(traces, 1).cpu().numpy() if traces else None
+    return log.result(trace, _modules(net, members))
+
+
+def _epoch(net, opt, x, y, idx, spec: TrainSpec, tracing: bool):
+    loss_fn = LOSSES.get(spec.loss).stacked
+    total = torch.zeros(net.M, dtype=torch.float64, device=x.device)
+    trace = []
+    for b in batches(idx.shape[1], spec.batch_size):
+        rows = idx[:, b]
+        losses = loss_fn(net.forward(x[rows], training=True), y[rows])
+        opt.step(net.flat, net.flat_grad(losses.sum()))
+        step_losses = losses.detach()
+        total += step_losses * (b.stop - b.start)
+        if tracing:
+            trace.append(step_losses.unsqueeze(1))
+    return total / idx.shape[1], torch.cat(trace, 1) if tracing else None
+
+
+def _probe(net: StackedNet, spec: TrainSpec) -> dict[str, torch.Tensor]:
+    predict = lambda inputs: stacked_predict(net, inputs)  # noqa: E731
+    return {k: v for probe in spec.probes for k, v in probe(predict).items()}
+
+
+@torch.no_grad()
+def stacked_predict(net: StackedNet, x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """Outputs of every member on the same inputs, in eval mode: (M, N, ...)."""
+    x = x.to(net.flat.device, net.flat.dtype)
+    outs = [net.forward(x[b].expand(net.M, *x[b].shape), training=False) for b in batches(len(x), chunk)]
+    return torch.cat(outs, 1)
+
+
+def _modules(net: StackedNet, members: Sequence[nn.Module]) -> list[nn.Module]:
+    out = []
+    for i, m in enumerate(members):
+        trained = copy.deepcopy(m).to(net.flat.device)
+        trained.load_state_dict(net.member_state(i))
+        out.append(trained.eval())
+    return out
+
+
+def predict_members(models: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    """Stacked eval-mode outputs of trained plain members, whichever engine trained them."""
+    return stacked_predict(StackedNet(list(models)), x)
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()

@@ -1,0 +1,80 @@
+"""Book-keeping shared by both engines: who is still training, histories, and the fit's result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from dlstudies.engine.schedule import StopRule
+
+
+@dataclass
+class FitResult:
+    """What one fit of M members produced; arrays have the member axis first."""
+
+    epochs: np.ndarray  # epochs each member trained
+    converged: np.ndarray  # stopped by the tolerance rule
+    diverged: np.ndarray
+    diverged_epoch: np.ndarray  # -1 where the member did not diverge
+    history: dict[str, np.ndarray]  # name -> (M, epochs run); NaN after a member stopped
+    trace: np.ndarray | None  # (M, steps) per-step training loss of the traced epochs
+    models: list[nn.Module] = field(default_factory=list)
+
+    @staticmethod
+    def concat(parts: list["FitResult"]) -> "FitResult":
+        """Members fitted separately (reference engine) as one result."""
+        width = max(p.history["loss"].shape[1] for p in parts)
+        pad = lambda a: np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=np.nan)  # noqa: E731
+        cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
+        return FitResult(
+            cat("epochs"), cat("converged"), cat("diverged"), cat("diverged_epoch"),
+            {k: np.concatenate([pad(p.history[k]) for p in parts]) for k in parts[0].history},
+            None if parts[0].trace is None else cat("trace"),
+            [m for p in parts for m in p.models],
+        )
+
+    def final(self, name: str = "loss") -> np.ndarray:
+        """Each member's last recorded value of a history."""
+        h = self.history[name]
+        last = np.maximum(self.epochs - 1, 0)
+        return h[np.arange(len(h)), last]
+
+
+class EpochLog:
+    """Tracks which members are active and records their epoch values; decides who stops."""
+
+    def __init__(self, stop: StopRule, M: int):
+        self.stop = stop
+        self.active = torch.ones(M, dtype=torch.bool)
+        self.previous = torch.full((M,), float("nan"), dtype=torch.float64)
+        self.epochs = np.zeros(M, dtype=np.int64)
+        self.converged = np.zeros(M, dtype=bool)
+        self.diverged = np.zeros(M, dtype=bool)
+        self.diverged_epoch = np.full(M, -1, dtype=np.int64)
+        self.history: dict[str, list[np.ndarray]] = {}
+
+    def end_epoch(self, epoch: int, loss: torch.Tensor, probes: dict[str, torch.Tensor]) -> None:
+        loss = loss.detach().to("cpu", torch.float64)
+        was = self.active.clone()
+        self._record({"loss": loss, **probes}, was)
+        self.epochs[was.numpy()] += 1
+        bad = was & ~torch.isfinite(loss)
+        done = was & ~bad & self.stop.converged(self.previous, loss)
+        self.diverged |= bad.numpy()
+        self.diverged_epoch[bad.numpy()] = epoch
+        self.converged |= done.numpy()
+        self.active &= ~(bad | done)
+        self.previous = torch.where(was, loss, self.previous)
+
+    def _record(self, values: dict[str, torch.Tensor], was: torch.Tensor) -> None:
+        for name, v in values.items():
+            v = v.detach().to("cpu", torch.float64).numpy().copy()
+            v[~was.numpy()] = np.nan
+            self.history.setdefault(name, []).append(v)
+
+    def result(self, trace: np.ndarray | None, models: list[nn.Module]) -> FitResult:
+        hist = {k: np.stack(v, 1) for k, v in self.history.items()}
+        return FitResult(self.epochs, self.converged, self.diverged, self.diverged_epoch, hist, trace, models)

@@ -1,0 +1,62 @@
+"""The reference engine: one plain nn.Module and one stock torch.optim optimizer per member, a
+Python loop. Slow and obviously right; the batched engine is held to it in the tests."""
+
+from __future__ import annotations
+
+import copy
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from dlstudies.engine.losses import LOSSES
+from dlstudies.engine.record import EpochLog, FitResult
+from dlstudies.engine.schedule import ORDERS
+from dlstudies.engine.spec import TrainSpec, batches
+from dlstudies.optim import OptSpec, torch_optimizer
+
+
+def fit_reference(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.Tensor, y: torch.Tensor,
+                  spec: TrainSpec, seeds: Sequence[int]) -> FitResult:
+    return FitResult.concat([_fit_one(m, o, x, y, spec, s) for m, o, s in zip(members, opts, seeds)])
+
+
+def _fit_one(member: nn.Module, opt_spec: OptSpec, x, y, spec: TrainSpec, seed: int) -> FitResult:
+    model = copy.deepcopy(member).to(spec.device)
+    x, y = x.to(spec.device, next(model.parameters()).dtype), y.to(spec.device)
+    opt = torch_optimizer(opt_spec, model.parameters())
+    order = ORDERS.get(spec.order)(y, [seed])
+    log = EpochLog(spec.stop, 1)
+    traces = []
+    for epoch in range(spec.stop.max_epochs):
+        loss, trace = _epoch(model, opt, x, y, order(epoch)[0].to(spec.device), spec)
+        traces += [trace] if epoch < spec.trace_epochs else []
+        log.end_epoch(epoch, loss.reshape(1), _probe(model, spec))
+        if not log.active.any():
+            break
+    trace = torch.stack(traces).reshape(1, -1).numpy() if traces else None
+    return log.result(trace, [model.eval()])
+
+
+def _epoch(model: nn.Module, opt: torch.optim.Optimizer, x, y, idx, spec: TrainSpec):
+    loss_fn = LOSSES.get(spec.loss).single
+    model.train()
+    losses = []
+    for b in batches(len(idx), spec.batch_size):
+        opt.zero_grad()
+        loss = loss_fn(model(x[idx[b]]), y[idx[b]])
+        loss.backward()
+        opt.step()
+        losses.append(loss.detach().to("cpu", torch.float64) * (b.stop - b.start))
+    return torch.stack(losses).sum() / len(idx), torch.stack(losses) / torch.tensor(
+        [b.stop - b.start for b in batches(len(idx), spec.batch_size)], dtype=torch.float64)
+
+
+def _probe(model: nn.Module, spec: TrainSpec) -> dict[str, torch.Tensor]:
+    model.eval()
+
+    @torch.no_grad()
+    def predict(inputs: torch.Tensor) -> torch.Tensor:
+        return model(inputs.to(spec.device, next(model.parameters()).dtype)).unsqueeze(0)
+
+    return {k: v for probe in spec.probes for k, v in probe(predict).items()}

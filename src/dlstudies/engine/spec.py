@@ -1,0 +1,34 @@
+"""What a fit needs besides the members and their optimizers, shared by both engines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from dlstudies.engine.schedule import StopRule
+from dlstudies.errors import UsageError
+
+# A probe measures every member at the end of an epoch, given predict(x) -> (M, N, ...) outputs.
+Probe = Callable[[Callable[[torch.Tensor], torch.Tensor]], dict[str, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    stop: StopRule
+    batch_size: int = 1  # 1 is pattern mode
+    loss: str = "cross_entropy"
+    order: str = "shuffle"
+    trace_epochs: int = 0  # record the per-step loss of the first k epochs
+    probes: tuple[Probe, ...] = field(default_factory=tuple)
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise UsageError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+def batches(n: int, size: int) -> list[slice]:
+    """Consecutive batches of an epoch; the last may be smaller (every sample is seen once)."""
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]

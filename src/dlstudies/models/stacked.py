@@ -1,0 +1,97 @@
+"""A stack of M members with identical architecture, computed by batched kernels.
+
+Every parameter lives in one flat `(M, P)` tensor (so an optimizer step is a handful of
+elementwise kernels over all members at once) and each layer sees a view of it shaped
+`(M, *shape)`. Inputs are `(M, B, ...)`: each member gets its own batch.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from dlstudies.registry import Registry
+
+# layer type name -> forward(layer, params, buffers, x, training) -> y, on stacked tensors
+STACKED_LAYERS: Registry = Registry("stacked layer")
+
+
+def _elementwise(fn: Callable[[torch.Tensor], torch.Tensor]):
+    return lambda layer, p, b, x, training: fn(x)
+
+
+for _name, _fn in {"Tanh": torch.tanh, "ReLU": torch.relu, "Sigmoid": torch.sigmoid, "Identity": lambda x: x}.items():
+    STACKED_LAYERS.register(_name)(_elementwise(_fn))
+
+
+@STACKED_LAYERS.register("Linear")
+def _linear(layer, p, b, x, training):
+    return torch.baddbmm(p["bias"].unsqueeze(1), x, p["weight"].transpose(1, 2))
+
+
+class StackedNet:
+    """M copies of one `nn.Sequential` architecture, parameters stacked along a leading axis."""
+
+    def __init__(self, members: list[nn.Module]):
+        self.template = members[0]
+        self.M = len(members)
+        states = [dict(m.named_parameters()) for m in members]
+        self.names = list(states[0])
+        self.shapes = {n: tuple(states[0][n].shape) for n in self.names}
+        sizes = [states[0][n].numel() for n in self.names]
+        self.offsets = dict(zip(self.names, _cumulative(sizes)))
+        self.P = sum(sizes)
+        ref = states[0][self.names[0]]
+        self.flat = torch.cat([torch.stack([s[n].detach().reshape(-1) for s in states]) for n in self.names], 1)
+        self.flat = self.flat.to(ref.dtype).contiguous()
+        self.buffers = {n: torch.stack([dict(m.named_buffers())[n] for m in members]).clone()
+                        for n, _ in self.template.named_buffers()}
+        self.params = self._views()
+        self.layers = [(layer, _children_of(self.params, name), _children_of(self.buffers, name))
+                       for name, layer in self.template.named_children()]
+
+    def _views(self) -> dict[str, torch.Tensor]:
+        # Leaf views into `flat`: autograd gives one gradient per layer, the optimizer updates `flat`.
+        views = {}
+        for n in self.names:
+            off, size = self.offsets[n], int(torch.Size(self.shapes[n]).numel())
+            views[n] = self.flat[:, off:off + size].view(self.M, *self.shapes[n]).requires_grad_()
+        return views
+
+    def forward(self, x: torch.Tensor, training: bool = False) -> torch.Tensor:
+        for layer, p, b in self.layers:
+            x = STACKED_LAYERS.get(type(layer).__name__)(layer, p, b, x, training)
+        return x
+
+    def flat_grad(self, loss: torch.Tensor) -> torch.Tensor:
+        grads = torch.autograd.grad(loss, [self.params[n] for n in self.names])
+        return torch.cat([g.reshape(self.M, -1) for g in grads], 1)
+
+    def member_state(self, i: int) -> dict[str, torch.Tensor]:
+        """Member i's parameters and buffers as a state dict for the template architecture."""
+        state = {n: self.params[n][i].detach().clone() for n in self.names}
+        state.update({n: v[i].clone() for n, v in self.buffers.items()})
+        return state
+
+    def to_modules(self, builder: Callable[[], nn.Module]) -> list[nn.Module]:
+        modules = []
+        for i in range(self.M):
+            m = builder().to(self.flat.dtype)
+            m.load_state_dict(self.member_state(i))
+            modules.append(m.eval())
+        return modules
+
+
+def _children_of(tensors: dict[str, torch.Tensor], child: str) -> dict[str, torch.Tensor]:
+    # Shares the tensors (not copies): in-place updates of buffers are seen by both dicts.
+    return {k.split(".", 1)[1]: v for k, v in tensors.items() if k.split(".", 1)[0] == child}
+
+
+def _cumulative(sizes: list[int]) -> list[int]:
+    out, total = [], 0
+    for s in sizes:
+        out.append(total)
+        total += s
+    return out
