@@ -1,6 +1,7 @@
 """Models: plain `nn.Module` members built from explicit seeds, and their stacked form."""
 
 from dlstudies.models.builders import ACTIVATIONS, MODELS, build_members, count_params, init_module
+from dlstudies.models import conv  # noqa: F401  (registers the stacked conv layers)
 from dlstudies.models.stacked import STACKED_LAYERS, StackedNet
 
 __all__ = ["ACTIVATIONS", "MODELS", "STACKED_LAYERS", "StackedNet", "build_members", "count_params", "init_module"]

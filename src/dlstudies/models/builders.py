@@ -25,9 +25,13 @@ NORMS.register("none")(None)
 
 
 @MODELS.register("mlp")
-def mlp(sizes: Sequence[int], act: Callable[[], nn.Module] = nn.Tanh, norm: Callable[[int], nn.Module] | None = None) -> nn.Sequential:
-    """Linear layers of the given sizes; each hidden one followed by `norm` (if any), then `act`."""
-    layers: list[nn.Module] = []
+def mlp(sizes: Sequence[int], act: Callable[[], nn.Module] = nn.Tanh, norm: Callable[[int], nn.Module] | None = None,
+        flatten: bool = False) -> nn.Sequential:
+    """Linear layers of the given sizes; each hidden one followed by `norm` (if any), then `act`.
+
+    `flatten` puts an nn.Flatten first, for image inputs.
+    """
+    layers: list[nn.Module] = [nn.Flatten()] if flatten else []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:

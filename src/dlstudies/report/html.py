@@ -1,0 +1,198 @@
+"""One self-contained report.html (and summary.md) rendered from an output folder's results.json files.
+
+The report only renders saved data: it never trains and never redraws; figures are the files a
+study wrote, embedded as data URIs so the page can be mailed or archived as one file.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import re
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+
+import dlstudies
+from dlstudies.errors import UsageError
+
+MIME = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+MISSING = "—"
+# Metrics whose values are fractions in [0, 1] read better as percentages.
+PERCENT_METRIC = re.compile(r"(^|_)acc(uracy)?(_|$)")
+
+
+def write_atomic(path, data: str | bytes) -> None:
+    """Write a temp file beside path, then rename it over path: readers never see half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; an output folder is meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ---- numbers -------------------------------------------------------------------------------
+
+def sig3(x) -> str:
+    """A number to 3 significant digits, without exponent between 1e-3 and 1e6; text passes through."""
+    if x is None or isinstance(x, str):
+        return MISSING if x is None else x
+    if isinstance(x, (bool, int)):
+        return str(x)
+    x = float(x)
+    if not math.isfinite(x):
+        return MISSING
+    if x == 0:
+        return "0"
+    magnitude = math.floor(math.log10(abs(x)))
+    return f"{x:.{max(0, 2 - magnitude)}f}" if -3 <= magnitude < 6 else f"{x:.2e}"
+
+
+def percent(x) -> str:
+    return MISSING if x is None else sig3(100.0 * float(x)) + "%"
+
+
+def number_format(metric: str):
+    """The formatter for a metric's values (and differences): percent for accuracies."""
+    return percent if PERCENT_METRIC.search(metric) else sig3
+
+
+def p_value(p) -> str:
+    return MISSING if p is None else ("< 0.001" if p < 1e-3 else f"{p:.3g}")
+
+
+def elapsed(seconds) -> str:
+    if seconds is None:
+        return MISSING
+    minutes, s = divmod(float(seconds), 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {s:02.0f} s" if minutes else f"{s:.1f} s"
+
+
+def _ci(fmt, ci) -> str:
+    lo, hi = (ci or [None, None])[:2]
+    return f"[{fmt(lo)}, {fmt(hi)}]"
+
+
+# ---- one study's view ----------------------------------------------------------------------
+
+def _figure_names(names: list[str]) -> list[str]:
+    """The figures to embed: an SVG twin of a listed PNG is left out (same picture twice)."""
+    pngs = {Path(n).with_suffix("") for n in names if Path(n).suffix == ".png"}
+    return [n for n in names if not (Path(n).suffix == ".svg" and Path(n).with_suffix("") in pngs)]
+
+
+def _figure(folder: Path, name: str) -> dict:
+    path = folder / name
+    mime = MIME.get(path.suffix.lower())
+    if mime is None or not path.is_file():
+        return {"name": name, "uri": None}
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return {"name": name, "uri": f"data:{mime};base64,{data}"}
+
+
+def _metric_tables(conditions: dict) -> list[dict]:
+    """One table per metric: mean and 95% CI of each condition, from conditions[*].summary."""
+    metrics = list(dict.fromkeys(m for c in conditions.values() for m in c.get("summary", {})))
+    return [{"metric": m, "rows": [_summary_row(name, c["summary"][m], number_format(m))
+                                   for name, c in conditions.items() if m in c.get("summary", {})]}
+            for m in metrics]
+
+
+def _summary_row(condition: str, s: dict, fmt) -> dict:
+    return {"condition": condition, "mean": fmt(s.get("mean")), "ci": _ci(fmt, s.get("ci95")),
+            "n": s.get("n", MISSING)}
+
+
+def _table(t: dict) -> dict:
+    return {"title": t.get("title", ""), "columns": t.get("columns", []),
+            "rows": [[sig3(v) for v in row] for row in t.get("rows", [])]}
+
+
+def _comparison(c: dict) -> dict:
+    fmt = number_format(c.get("metric", ""))
+    wins = ", ".join(f"{k} {v}" for k, v in (c.get("wins") or {}).items())
+    return {"metric": c.get("metric", ""), "a": c.get("a", ""), "b": c.get("b", ""),
+            "diff": fmt(c.get("diff")), "ci": _ci(fmt, c.get("ci95")), "p": p_value(c.get("p_value")),
+            "test": c.get("test", MISSING), "n": c.get("n", MISSING), "wins": wins or MISSING}
+
+
+def _diverged(conditions: dict) -> list[dict]:
+    return [{"condition": name, "seed": run.get("seed", MISSING), "epoch": run.get("diverged_epoch", MISSING)}
+            for name, c in conditions.items() for run in c.get("runs", []) if run.get("diverged")]
+
+
+def _checks_passed(checks: list[dict]) -> str:
+    return f"{sum(bool(c.get('passed')) for c in checks)}/{len(checks)}" if checks else MISSING
+
+
+def study_view(folder: Path, r: dict) -> dict:
+    """Everything the template shows for one study, formatted; tolerant of missing optional fields."""
+    conditions, checks = r.get("conditions", {}), r.get("checks", [])
+    study_id = str(r.get("study", folder.name))
+    return {"id": study_id, "anchor": re.sub(r"[^a-z0-9-]", "-", study_id.lower()),
+            "question": r.get("question", ""), "answer": r.get("answer", ""), "scale": r.get("scale"),
+            "seeds": ", ".join(map(str, r.get("seeds", []))),
+            "figures": [_figure(folder, n) for n in _figure_names(r.get("figures", []))],
+            "metric_tables": _metric_tables(conditions), "tables": [_table(t) for t in r.get("tables", [])],
+            "comparisons": [_comparison(c) for c in r.get("comparisons", [])],
+            "checks": checks, "checks_passed": _checks_passed(checks), "diverged": _diverged(conditions),
+            "command": r.get("command"), "config": json.dumps(r.get("config", {}), indent=2, sort_keys=True),
+            "environment": r.get("environment", {}), "elapsed": elapsed(r.get("elapsed_s"))}
+
+
+# ---- the folder ----------------------------------------------------------------------------
+
+def load_results(out_dir) -> list[tuple[Path, dict]]:
+    """(study folder, results) for every out_dir/*/results.json, by folder name."""
+    files = sorted(Path(out_dir).glob("*/results.json"))
+    if not files:
+        raise UsageError(f"no results in '{out_dir}'; run `dlstudies run STUDY --out {out_dir}` first")
+    return [(f.parent, _read_json(f)) for f in files]
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise UsageError(f"'{path}' is not valid JSON ({e}); rerun its study") from e
+
+
+def _template() -> jinja2.Template:
+    text = resources.files("dlstudies.report").joinpath("templates/report.html").read_text(encoding="utf-8")
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True)
+    return env.from_string(text)
+
+
+def _md_cell(text) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def summary_markdown(studies: list[dict]) -> str:
+    """The report's top table in Markdown: one row per study."""
+    lines = ["| study | question | answer | checks passed |", "|---|---|---|---|"]
+    lines += [f"| {_md_cell(s['id'])} | {_md_cell(s['question'])} | {_md_cell(s['answer'])} "
+              f"| {_md_cell(s['checks_passed'])} |" for s in studies]
+    return "\n".join(lines) + "\n"
+
+
+def render_report(out_dir) -> Path:
+    """Write out_dir/report.html and out_dir/summary.md from the studies' results; return the html path."""
+    out_dir = Path(out_dir)
+    results = load_results(out_dir)
+    studies = [study_view(folder, r) for folder, r in results]
+    total = sum(float(r.get("elapsed_s") or 0.0) for _, r in results)
+    html = _template().render(studies=studies, version=dlstudies.__version__, total_elapsed=elapsed(total))
+    write_atomic(out_dir / "report.html", html)
+    write_atomic(out_dir / "summary.md", summary_markdown(studies))
+    return out_dir / "report.html"

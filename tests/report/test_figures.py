@@ -1,0 +1,102 @@
+"""Figures: each helper writes a real PNG; the band statistics are held to numpy/scipy."""
+
+import subprocess
+import sys
+
+import numpy as np
+from scipy import stats as sps
+
+from dlstudies.report import figures as F
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _assert_png(folder, names, stem):
+    assert names == [f"{stem}.png", f"{stem}.svg"]
+    data = (folder / f"{stem}.png").read_bytes()
+    assert data[:8] == PNG_MAGIC and len(data) > 2000
+    assert (folder / f"{stem}.svg").read_text().lstrip().startswith("<?xml")
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_mean_band_ragged_runs_against_numpy():
+    runs = [[4.0, 3.0, 2.0, 1.0], [5.0, 3.5, 2.5], [6.0, 2.0, 3.0, 0.5, 0.25], [5.5]]
+    mean, lo, hi, count = F.mean_band(runs)
+    assert count.tolist() == [4, 3, 3, 2, 1]
+    expected_mean = [np.mean([4, 5, 6, 5.5]), np.mean([3, 3.5, 2]), np.mean([2, 2.5, 3]), 0.75, 0.25]
+    np.testing.assert_allclose(mean, expected_mean)
+    col = np.array([4, 5, 6, 5.5])
+    t_lo, t_hi = sps.t.interval(0.95, 3, loc=col.mean(), scale=sps.sem(col))
+    np.testing.assert_allclose([lo[0], hi[0]], [t_lo, t_hi])
+    assert (lo[3], hi[3]) == (0.5, 1.0)  # two runs: min-max range
+    assert lo[4] == hi[4] == 0.25  # one run: no band
+
+
+def test_mean_band_ignores_missing_and_non_finite():
+    mean, _, _, count = F.mean_band([[1.0, None, 3.0], [3.0, float("inf"), 5.0]])
+    assert count.tolist() == [2, 0, 2]
+    assert mean[0] == 2.0 and np.isnan(mean[1]) and mean[2] == 4.0
+
+
+def test_row_normalise_keeps_empty_rows_zero():
+    m = F.row_normalise([[2, 2], [0, 0]])
+    np.testing.assert_array_equal(m, [[0.5, 0.5], [0.0, 0.0]])
+
+
+def test_spans_decades():
+    assert F.spans_decades([1.0, 0.5, 0.001]) and not F.spans_decades([1.0, 0.5])
+    assert not F.spans_decades([1.0, 0.0, 1e-5])  # zero cannot go on a log axis
+
+
+def test_curve_band_png(tmp_path):
+    fig, ax = F.new_figure()
+    rng = np.random.default_rng(0)
+    runs = [list(np.exp(-np.arange(n) / 10) * (1 + 0.1 * rng.random(n))) for n in (50, 40, 30)]
+    line = F.curve_band(ax, runs, label="adam", ylabel="loss")
+    F.curve_band(ax, [[1.0, 0.9], [1.1, 0.8]], label="sgd")
+    assert ax.get_yscale() == "log" and ax.get_ylabel() == "loss"
+    assert line.get_color().lower() == F.OKABE_ITO[0].lower()
+    _assert_png(tmp_path, F.save(fig, tmp_path, "curves"), "curves")
+
+
+def test_confusion_png(tmp_path):
+    fig, axes = F.new_figure(ncols=2)
+    F.confusion(axes[0], [[5, 1], [2, 8]], ["a", "b"], title="train", colorbar=True)
+    F.confusion(axes[1], np.eye(3) * 4, title="test")
+    assert len(axes[1].texts) == 9
+    _assert_png(tmp_path, F.save(fig, tmp_path, "confusion"), "confusion")
+
+
+def test_bar_ci_and_errorbar_x_png(tmp_path):
+    summaries = [{"mean": 0.4, "ci95": [0.35, 0.45]}, {"mean": 0.5, "ci95": [0.48, 0.52]},
+                 {"mean": None, "ci95": [None, None]}]
+    fig, axes = F.new_figure(ncols=2)
+    F.bar_ci(axes[0], ["x", "y", "z"], summaries, ylabel="test accuracy")
+    F.errorbar_x(axes[1], [100, 1000, 100000], summaries, label="test", xlabel="parameters")
+    assert axes[1].get_xscale() == "log"
+    _assert_png(tmp_path, F.save(fig, tmp_path, "bars"), "bars")
+
+
+def test_save_png_only_and_deterministic(tmp_path):
+    def draw():
+        fig, ax = F.new_figure()
+        F.curve_band(ax, [[1, 2, 3], [2, 3, 4], [3, 4, 5]], label="a")
+        return fig
+
+    assert F.save(draw(), tmp_path / "a", "f", svg=False) == ["f.png"]
+    F.save(draw(), tmp_path / "b", "f", svg=False)
+    assert (tmp_path / "a" / "f.png").read_bytes() == (tmp_path / "b" / "f.png").read_bytes()
+
+
+def test_new_figure_shapes():
+    _, ax = F.new_figure()
+    _, axes = F.new_figure(ncols=3, nrows=2)
+    assert hasattr(ax, "plot") and axes.shape == (6,)
+
+
+def test_drawing_never_imports_pyplot(tmp_path):
+    """pyplot's global figure registry is what we avoid; drawing and saving must not load it."""
+    code = ("import sys; from dlstudies.report import figures as F; fig, ax = F.new_figure(); "
+            "F.curve_band(ax, [[1, 2], [2, 3]], label='a'); F.save(fig, sys.argv[1], 'f'); "
+            "assert 'matplotlib.pyplot' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)
