@@ -32,23 +32,28 @@ def fit_batched(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.
         opt.set_active(log.active.to(spec.device))
         if not log.active.any():
             break
-    trace = torch.cat(traces, 1).cpu().numpy() if traces else None
-    return log.result(trace, _modules(net, members))
+    return log.result(_join(traces), _modules(net, members))
+
+
+def _join(traces: list[dict]) -> dict[str, np.ndarray] | None:
+    return {k: torch.cat([t[k] for t in traces], 1).cpu().numpy() for k in traces[0]} if traces else None
 
 
 def _epoch(net, opt, x, y, idx, spec: TrainSpec, tracing: bool):
     loss_fn = LOSSES.get(spec.loss).stacked
     total = torch.zeros(net.M, dtype=torch.float64, device=x.device)
-    trace = []
+    trace: dict[str, list] = {"loss": [], "grad_norm": []}
     for b in batches(idx.shape[1], spec.batch_size):
         rows = idx[:, b]
         losses = loss_fn(net.forward(x[rows], training=True), y[rows])
-        opt.step(net.flat, net.flat_grad(losses.sum()))
+        grad = net.flat_grad(losses.sum())
+        opt.step(net.flat, grad)
         step_losses = losses.detach()
         total += step_losses * (b.stop - b.start)
         if tracing:
-            trace.append(step_losses.unsqueeze(1))
-    return total / idx.shape[1], torch.cat(trace, 1) if tracing else None
+            trace["loss"].append(step_losses.unsqueeze(1))
+            trace["grad_norm"].append(grad.norm(dim=1, keepdim=True))
+    return total / idx.shape[1], {k: torch.cat(v, 1) for k, v in trace.items()} if tracing else None
 
 
 def _probe(net: StackedNet, spec: TrainSpec) -> dict[str, torch.Tensor]:

@@ -20,7 +20,7 @@ class FitResult:
     diverged: np.ndarray
     diverged_epoch: np.ndarray  # -1 where the member did not diverge
     history: dict[str, np.ndarray]  # name -> (M, epochs run); NaN after a member stopped
-    trace: np.ndarray | None  # (M, steps) per-step training loss of the traced epochs
+    trace: dict[str, np.ndarray] | None  # "loss", "grad_norm": (M, steps) per step of the traced epochs
     models: list[nn.Module] = field(default_factory=list)
 
     @staticmethod
@@ -32,7 +32,7 @@ class FitResult:
         return FitResult(
             cat("epochs"), cat("converged"), cat("diverged"), cat("diverged_epoch"),
             {k: np.concatenate([pad(p.history[k]) for p in parts]) for k in parts[0].history},
-            None if parts[0].trace is None else cat("trace"),
+            None if parts[0].trace is None else {k: np.concatenate([p.trace[k] for p in parts]) for k in parts[0].trace},
             [m for p in parts for m in p.models],
         )
 

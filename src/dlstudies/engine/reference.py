@@ -34,22 +34,23 @@ def _fit_one(member: nn.Module, opt_spec: OptSpec, x, y, spec: TrainSpec, seed: 
         log.end_epoch(epoch, loss.reshape(1), _probe(model, spec))
         if not log.active.any():
             break
-    trace = torch.stack(traces).reshape(1, -1).numpy() if traces else None
+    trace = {k: torch.cat([t[k] for t in traces]).reshape(1, -1).numpy() for k in traces[0]} if traces else None
     return log.result(trace, [model.eval()])
 
 
 def _epoch(model: nn.Module, opt: torch.optim.Optimizer, x, y, idx, spec: TrainSpec):
     loss_fn = LOSSES.get(spec.loss).single
     model.train()
-    losses = []
+    losses, norms, total = [], [], 0.0
     for b in batches(len(idx), spec.batch_size):
         opt.zero_grad()
         loss = loss_fn(model(x[idx[b]]), y[idx[b]])
         loss.backward()
+        norms.append(torch.cat([p.grad.flatten() for p in model.parameters()]).norm().cpu())
         opt.step()
-        losses.append(loss.detach().to("cpu", torch.float64) * (b.stop - b.start))
-    return torch.stack(losses).sum() / len(idx), torch.stack(losses) / torch.tensor(
-        [b.stop - b.start for b in batches(len(idx), spec.batch_size)], dtype=torch.float64)
+        losses.append(loss.detach().to("cpu", torch.float64))
+        total = total + losses[-1] * (b.stop - b.start)
+    return total / len(idx), {"loss": torch.stack(losses), "grad_norm": torch.stack(norms).double()}
 
 
 def _probe(model: nn.Module, spec: TrainSpec) -> dict[str, torch.Tensor]:

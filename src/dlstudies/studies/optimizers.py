@@ -116,7 +116,7 @@ def _ordering(cfg: Config, unit: Unit, data, builder, dtype) -> dict:
     for order in ("class", "shuffle"):
         spec = TrainSpec(StopRule(1), 1, order=order, trace_epochs=1, device=unit.runtime.device)
         fit = ENGINES.get(unit.runtime.engine)(members, opts, data.train.x, data.train.y, spec, seeds)
-        traces[order] = {str(s): fit.trace[i].tolist() for i, s in enumerate(seeds)}
+        traces[order] = {str(s): fit.trace["loss"][i].tolist() for i, s in enumerate(seeds)}
     counts = torch.bincount(data.train.y, minlength=data.n_classes).tolist()
     return {"rule": cfg.rules[0], "traces": traces, "class_counts": counts}
 
