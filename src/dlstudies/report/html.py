@@ -19,6 +19,7 @@ import jinja2
 
 import dlstudies
 from dlstudies.errors import UsageError
+from dlstudies.studies import ORDER
 
 MIME = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 MISSING = "—"
@@ -153,8 +154,9 @@ def study_view(folder: Path, r: dict) -> dict:
 # ---- the folder ----------------------------------------------------------------------------
 
 def load_results(out_dir) -> list[tuple[Path, dict]]:
-    """(study folder, results) for every out_dir/*/results.json, by folder name."""
-    files = sorted(Path(out_dir).glob("*/results.json"))
+    """(study folder, results) for every out_dir/*/results.json, in the order of STUDIES.md."""
+    rank = {name: i for i, name in enumerate(ORDER)}
+    files = sorted(Path(out_dir).glob("*/results.json"), key=lambda f: (rank.get(f.parent.name, len(rank)), f.parent.name))
     if not files:
         raise UsageError(f"no results in '{out_dir}'; run `dlstudies run STUDY --out {out_dir}` first")
     return [(f.parent, _read_json(f)) for f in files]
