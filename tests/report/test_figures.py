@@ -27,9 +27,17 @@ def test_mean_band_ragged_runs_against_numpy():
     np.testing.assert_allclose(mean, expected_mean)
     col = np.array([4, 5, 6, 5.5])
     t_lo, t_hi = sps.t.interval(0.95, 3, loc=col.mean(), scale=sps.sem(col))
-    np.testing.assert_allclose([lo[0], hi[0]], [t_lo, t_hi])
+    np.testing.assert_allclose([lo[0], hi[0]], [max(t_lo, col.min()), min(t_hi, col.max())])
+    assert t_lo < col.min() and lo[0] == col.min()  # clipped to the runs' range
     assert (lo[3], hi[3]) == (0.5, 1.0)  # two runs: min-max range
     assert lo[4] == hi[4] == 0.25  # one run: no band
+
+
+def test_mean_band_inside_the_runs_range_and_t_interval_otherwise():
+    col = np.arange(11.0)
+    _, lo, hi, _ = F.mean_band([[v] for v in col])
+    t_lo, t_hi = sps.t.interval(0.95, len(col) - 1, loc=col.mean(), scale=sps.sem(col))
+    np.testing.assert_allclose([lo[0], hi[0]], [t_lo, t_hi])
 
 
 def test_mean_band_ignores_missing_and_non_finite():

@@ -70,6 +70,9 @@ def mean_band(runs: Sequence[Sequence[float | None]]):
         sem = np.nanstd(x, axis=0, ddof=1) / np.sqrt(count)
         half = np.where(count >= 3, sps.t.ppf(0.975, np.maximum(count - 1, 1)) * sem, 0.0)
         lo, hi = mean - half, mean + half
+        # The band stays inside the range the runs span: a t interval of a positive loss can
+        # otherwise dip below zero, which a log axis cannot draw; with two runs it is that range.
+        lo, hi = np.fmax(lo, np.nanmin(x, axis=0)), np.fmin(hi, np.nanmax(x, axis=0))
         two = count == 2
         if two.any():
             lo[two], hi[two] = np.nanmin(x[:, two], axis=0), np.nanmax(x[:, two], axis=0)

@@ -144,16 +144,20 @@ def _merge_ordering(unit_results: list[dict]) -> dict:
 
 def _answer(conditions: dict) -> str:
     best = max(conditions, key=lambda c: conditions[c]["summary"]["test_acc"]["mean"] or -1)
-    fastest = min(conditions, key=lambda c: conditions[c]["summary"]["epochs"]["median"] or np.inf)
     s = conditions[best]["summary"]["test_acc"]
     text = (f"{best} had the highest test accuracy ({s['mean']:.1%}, 95% CI [{s['ci95'][0]:.1%}, {s['ci95'][1]:.1%}] "
-            f"over {s['n']} seeds); {fastest} stopped in the fewest epochs")
-    slowest = max(conditions, key=lambda c: conditions[c]["summary"]["epochs"]["median"] or -np.inf)
-    if slowest != fastest:
-        cmp = compare(conditions, "epochs", False, [(fastest, slowest)])[0]
-        text += (f", fewer than {slowest} in {cmp['wins'][fastest]} of {cmp['n']} seeds; "
-                 + median_diff_sentence(cmp, "epochs"))
-    return text + "."
+            f"over {s['n']} seeds)")
+    return text + "; " + _epochs_sentence(conditions) + "."
+
+
+def _epochs_sentence(conditions: dict) -> str:
+    median = {c: conditions[c]["summary"]["epochs"]["median"] for c in conditions}
+    fastest, slowest = min(median, key=median.get), max(median, key=median.get)
+    if median[fastest] == median[slowest]:
+        return f"every rule ran a median of {median[fastest]:.0f} epochs"
+    cmp = compare(conditions, "epochs", False, [(fastest, slowest)])[0]
+    return (f"{fastest} stopped in the fewest epochs, fewer than {slowest} in {cmp['wins'][fastest]} of {cmp['n']} "
+            f"seeds; " + median_diff_sentence(cmp, "epochs"))
 
 
 def _checks(conditions: dict, ordering: dict) -> list[dict]:

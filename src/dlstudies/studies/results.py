@@ -44,6 +44,8 @@ def fmt_ci(summary: dict, percent: bool = False) -> str:
         return "n/a"
     scale, unit = (100.0, "%") if percent else (1.0, "")
     lo, hi = summary["ci95"]
+    if percent:  # a t interval can pass the ends of [0, 1]; a fraction cannot
+        lo, hi = max(lo, 0.0), min(hi, 1.0)
     return f"{summary['mean'] * scale:.3g}{unit} [{lo * scale:.3g}, {hi * scale:.3g}]"
 
 
