@@ -12,7 +12,7 @@ BackProp") advise shuffling so that consecutive samples come from different clas
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
