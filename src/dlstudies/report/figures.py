@@ -23,6 +23,7 @@ from typing import Sequence
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from scipy import stats as sps
 
 from dlstudies.report.html import write_atomic
@@ -58,6 +59,10 @@ def _ragged(runs: Sequence[Sequence[float | None]]) -> np.ndarray:
         out[i, : len(run)] = [np.nan if v is None else v for v in run]
     out[~np.isfinite(out)] = np.nan  # a diverged value (inf) counts as missing, not as data
     return out
+
+
+# Axes that count whole things: ticks at fractions of an epoch would mislead.
+INTEGER_AXES = {"epoch", "iteration", "step"}
 
 
 def mean_band(runs: Sequence[Sequence[float | None]]):
@@ -101,6 +106,8 @@ def curve_band(ax: Axes, runs, label: str, color: str | None = None, x=None, log
     x = np.arange(1, len(mean) + 1) if x is None else np.asarray(x, dtype=float)[: len(mean)]
     (line,) = ax.plot(x, mean, label=label, color=color, lw=1.5)
     ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
+    if xlabel in INTEGER_AXES:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if log_y or (log_y is None and spans_decades(mean)):
         ax.set_yscale("log", nonpositive="clip")  # switch on only: an earlier curve may need it
     _label(ax, xlabel, ylabel)

@@ -27,8 +27,8 @@ from dlstudies.models.builders import ACTIVATIONS, build_members, mlp
 from dlstudies.optim import OPTIMIZERS, OptSpec
 from dlstudies.report import figures as fig
 from dlstudies.studies.base import Study, Unit, register, seed_chunks
-from dlstudies.studies.results import (add_summaries, compare, diverged_runs, group_runs, median_diff_sentence,
-                                       summary_table)
+from dlstudies.studies.results import (add_summaries, compare, diverged_runs, fmt_ci, group_runs,
+                                       median_diff_sentence, summary_table)
 
 RULES = ("delta", "generalized-delta", "adagrad", "rmsprop", "adam")
 METRICS = ("epochs", "final_loss", "train_acc", "val_acc", "test_acc")
@@ -145,8 +145,7 @@ def _merge_ordering(unit_results: list[dict]) -> dict:
 def _answer(conditions: dict) -> str:
     best = max(conditions, key=lambda c: conditions[c]["summary"]["test_acc"]["mean"] or -1)
     s = conditions[best]["summary"]["test_acc"]
-    text = (f"{best} had the highest test accuracy ({s['mean']:.1%}, 95% CI [{s['ci95'][0]:.1%}, {s['ci95'][1]:.1%}] "
-            f"over {s['n']} seeds)")
+    text = f"{best} had the highest test accuracy ({fmt_ci(s, percent=True)} over {s['n']} seeds)"
     return text + "; " + _epochs_sentence(conditions) + "."
 
 

@@ -39,14 +39,14 @@ def compare(conditions: dict, metric: str, higher_is_better: bool, pairs: Sequen
 
 
 def fmt_ci(summary: dict, percent: bool = False) -> str:
-    """'mean [lo, hi]' for tables; percentages for accuracies."""
+    """'mean [95% CI lo, hi]' for tables and answers; percentages for accuracies."""
     if summary.get("mean") is None:
         return "n/a"
     scale, unit = (100.0, "%") if percent else (1.0, "")
     lo, hi = summary["ci95"]
     if percent:  # a t interval can pass the ends of [0, 1]; a fraction cannot
         lo, hi = max(lo, 0.0), min(hi, 1.0)
-    return f"{summary['mean'] * scale:.3g}{unit} [{lo * scale:.3g}, {hi * scale:.3g}]"
+    return f"{summary['mean'] * scale:.3g}{unit} [95% CI {lo * scale:.3g}, {hi * scale:.3g}]"
 
 
 def summary_table(title: str, conditions: dict, metrics: Sequence[str], percent: Sequence[str] = ()) -> dict:
