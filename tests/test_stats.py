@@ -9,7 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from dlstudies.analysis.stats import all_pairs, check, paired_comparison, summary
+from dlstudies.analysis.stats import (
+    all_pairs,
+    check,
+    ci_clear_of_zero,
+    paired_comparison,
+    spearman,
+    summary,
+    trend,
+)
 
 
 def test_summary_ci_matches_scipy_t_interval():
@@ -116,3 +124,48 @@ def test_output_is_strict_json(xs, ys):
     c = paired_comparison("m", "a", xs[:n], "b", ys[:n])
     json.dumps([summary(xs), c], allow_nan=False)
     assert all(v is None or math.isfinite(v) for v in summary(xs)["ci95"])
+
+
+def _conditions(values_by_seed: dict[str, list]) -> dict:
+    return {name: {"runs": [{"seed": s, "metrics": {"m": v}} for s, v in enumerate(vals)]}
+            for name, vals in values_by_seed.items()}
+
+
+def test_trend_is_the_per_seed_spearman_correlation():
+    conditions = _conditions({"a": [1.0, 3.0], "b": [2.0, 2.0], "c": [3.0, 1.0]})
+    t = trend(conditions, {"a": 10, "b": 20, "c": 30}, "m")
+    assert t["per_seed"] == [pytest.approx(1.0), pytest.approx(-1.0)]
+    assert t["summary"]["mean"] == pytest.approx(0.0)
+
+
+def test_trend_needs_three_finite_points_and_a_varying_metric():
+    two = trend(_conditions({"a": [1.0], "b": [2.0]}), {"a": 1, "b": 2}, "m")
+    flat = trend(_conditions({"a": [1.0], "b": [1.0], "c": [1.0]}), {"a": 1, "b": 2, "c": 3}, "m")
+    assert two["per_seed"] == [None] and flat["per_seed"] == [None] and flat["summary"]["n"] == 0
+
+
+def test_trend_skips_missing_values_and_keeps_its_interval_inside_plus_minus_one():
+    conditions = _conditions({"a": [1.0, 1.0, None], "b": [2.0, 2.0, 5.0], "c": [3.0, 3.1, 4.0], "d": [4.0, 3.9, 3.0]})
+    t = trend(conditions, {"a": 1, "b": 2, "c": 3, "d": 4}, "m")
+    assert t["per_seed"][0] == pytest.approx(1.0) and t["per_seed"][2] == pytest.approx(-1.0)
+    assert -1.0 <= t["summary"]["ci95"][0] <= t["summary"]["ci95"][1] <= 1.0
+
+
+def test_spearman_sign_and_undefined_cases():
+    assert spearman([1, 2, 3, 4, 5], [5, 4, 3, 2, 1])["rho"] == pytest.approx(-1)
+    assert spearman([1, 2], [2, 1])["rho"] is None
+    assert spearman([1, 2, 3], [0.5, 0.5, 0.5])["rho"] is None
+
+
+def test_spearman_matches_scipy_on_the_finite_pairs():
+    x, y = [1.0, 2.0, None, 4.0, 5.0, 6.0], [2.0, 1.0, 7.0, 4.0, float("nan"), 3.0]
+    expected = sps.spearmanr([1.0, 2.0, 4.0, 6.0], [2.0, 1.0, 4.0, 3.0])
+    r = spearman(x, y)
+    assert r["n"] == 4 and r["rho"] == pytest.approx(expected.statistic) and r["p_value"] == pytest.approx(expected.pvalue)
+
+
+def test_ci_clear_of_zero_needs_two_values_and_the_whole_interval_on_one_side():
+    assert ci_clear_of_zero({"ci95": [0.1, 0.3], "n": 3}) and not ci_clear_of_zero({"ci95": [0.1, 0.3], "n": 3}, -1)
+    assert ci_clear_of_zero({"ci95": [-0.3, -0.1], "n": 2}, sign=-1)
+    assert not ci_clear_of_zero({"ci95": [-0.1, 0.3], "n": 5}) and not ci_clear_of_zero({"ci95": [-0.1, 0.3], "n": 5}, -1)
+    assert not ci_clear_of_zero({"ci95": [0.2, 0.2], "n": 1}) and not ci_clear_of_zero({"ci95": [None, None], "n": 0})

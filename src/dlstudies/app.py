@@ -1,16 +1,22 @@
-"""What `dlstudies run` does, apart from parsing: validate the request, run each study, render."""
+"""What `dlstudies run` does, apart from parsing: validate the request, run each study, render.
+
+Everything the user typed is checked before the first unit trains: a typo in the last study's
+`--set` must not surface after an hour of the first study's training, and bad input must leave
+nothing half-written behind.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import os
+import tempfile
 from pathlib import Path
 
 import torch
 
-from dlstudies.config import Runtime
+from dlstudies.config import SCALES, Runtime
 from dlstudies.errors import UsageError
-from dlstudies.runner import run_study
+from dlstudies.executors import EXECUTORS, check_workers
+from dlstudies.runner import run_config, study_config
 from dlstudies.studies import STUDIES, load_studies, ordered_studies
 
 
@@ -23,21 +29,28 @@ def resolve_studies(names: list[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def check_runtime(runtime: Runtime, seeds: int, out: Path) -> None:
+def check_runtime(runtime: Runtime, seeds: int, backend: str = "local", workers: int = 1, **opts) -> None:
     if runtime.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available to PyTorch; valid here: cpu")
     if seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {seeds}")
-    _check_writable(out)
+    check_workers(workers)
+    EXECUTORS.get(backend)
+    if opts.get("scheduler") and backend != "dask":
+        raise UsageError(f"--scheduler needs --backend dask (got --backend {backend})")
 
 
-def _check_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UsageError(f"cannot create output folder '{out}': {err.strerror}") from None
-    if not os.access(out, os.W_OK):
-        raise UsageError(f"output folder '{out}' is not writable")
+def check_writable(out: Path, names: list[str]) -> None:
+    """Create each study's unit folder and write a probe file there: an output folder that cannot
+    be written fails now, not when the first unit finishes."""
+    for name in names:
+        folder = out / name / "units"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as err:
+            raise UsageError(f"--out {out}: cannot write to '{folder}': {err.strerror or err}") from None
 
 
 def with_data(names: list[str], data: str | None, overrides: list[str]) -> dict[str, list[str]]:
@@ -50,13 +63,36 @@ def with_data(names: list[str], data: str | None, overrides: list[str]) -> dict[
     return per_study
 
 
-def run_many(names, scale, seeds, data, overrides, runtime: Runtime, out: Path, backend, workers, command, **opts):
+def check_data(configs: dict, data: str | None, data_dir: str | None) -> None:
+    """Load every dataset the configs name (and `--data`), so a bad one fails before training.
+    Loads are cached: the in-process executor reuses them."""
+    from dlstudies.data import load_data
+
+    specs = {getattr(cfg, "data", None) for cfg in configs.values()} | {data}
+    for spec in sorted(s for s in specs if isinstance(s, str)):
+        try:
+            load_data(spec, data_dir)
+        except OSError as err:  # a path the system cannot look up or read: too long, no permission
+            raise UsageError(f"dataset '{spec}': {err.strerror or err}") from None
+
+
+def plan(names, scale, seeds, data, overrides, runtime: Runtime, backend="local", workers=1, **opts) -> dict:
+    """{study: validated config}, or a UsageError for anything wrong; writes nothing."""
+    if scale not in SCALES:
+        raise UsageError(f"unknown scale '{scale}'; valid: {', '.join(SCALES)}")
     names = resolve_studies(names)
-    check_runtime(runtime, seeds, out)
-    if data is not None:
-        from dlstudies.data import load_data
-        load_data(data, runtime.data_dir)  # a bad --data fails before any training
-    for name, study_overrides in with_data(names, data, overrides).items():
-        run_study(name, scale, seeds, study_overrides, runtime, out, backend, workers, command, **opts)
+    check_runtime(runtime, seeds, backend, workers, **opts)
+    configs = {n: study_config(n, scale, o) for n, o in with_data(names, data, overrides).items()}
+    check_data(configs, data, runtime.data_dir)
+    return configs
+
+
+def run_many(names, scale, seeds, data, overrides, runtime: Runtime, out: Path, backend, workers, command, **opts):
+    configs = plan(names, scale, seeds, data, overrides, runtime, backend, workers, **opts)
+    # Opened once for all studies, and before the first write: an unreachable scheduler is bad input too.
+    with EXECUTORS.get(backend)(workers=workers, **opts) as execute:
+        check_writable(out, list(configs))
+        for name, cfg in configs.items():
+            run_config(name, cfg, scale, seeds, runtime, out, execute, command)
     from dlstudies.report import render_report
     print(render_report(out))

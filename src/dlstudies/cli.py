@@ -34,9 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="runs", type=Path)
     run.add_argument("--engine", default="batched", choices=("batched", "reference"))
     run.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    run.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    run.add_argument("--backend", default="local", help="local or dask")
-    run.add_argument("--scheduler", default=None, help="address of a dask scheduler (with --backend dask)")
+    run.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                     help="processes: the local pool, or the dask LocalCluster when no --scheduler is given")
+    run.add_argument("--backend", default="local", help="where units run: local (this machine) or dask")
+    run.add_argument("--scheduler", default=None,
+                     help="address of a running dask scheduler, e.g. tcp://host:8786 (with --backend dask; docs/cluster.md)")
     rep = sub.add_parser("report", help="rebuild report.html from saved results, without training")
     rep.add_argument("out", type=Path)
     return p
@@ -48,11 +50,17 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         return COMMANDS[args.command](args, argv)
     except UsageError as err:
-        print(f"dlstudies: error: {err}", file=sys.stderr)
+        print(f"dlstudies: error: {one_line(str(err))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("dlstudies: interrupted; finished units are saved, run the same command to resume", file=sys.stderr)
         return 130
+
+
+def one_line(text: str) -> str:
+    # Messages quote what the user gave (a CSV row, a --set value), which may hold line breaks;
+    # the error stays one line so scripts and logs can rely on it.
+    return " ".join(text.split())
 
 
 def _list(args, argv) -> int:
@@ -81,7 +89,10 @@ def _run(args, argv) -> int:
 
 def _report(args, argv) -> int:
     from dlstudies.report import render_report
-    print(render_report(args.out))
+    try:
+        print(render_report(args.out))
+    except OSError as err:
+        raise UsageError(f"report '{args.out}': {err.strerror or err}") from None
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -12,6 +13,7 @@ from tqdm import tqdm
 
 from dlstudies import __version__
 from dlstudies.config import Runtime, apply_overrides, as_dict
+from dlstudies.errors import UsageError
 from dlstudies.executors import EXECUTORS, THREADS_PER_UNIT
 from dlstudies.store import UnitStore, unit_key, write_json
 from dlstudies.studies import STUDIES, load_studies
@@ -20,7 +22,8 @@ from dlstudies.studies.base import Unit, finite
 
 def execute_unit(unit: Unit) -> dict:
     """Top-level (picklable) entry point for any executor."""
-    load_studies()
+    if unit.study not in STUDIES:  # unpickling the unit's Config has imported its study, mostly
+        load_studies()  # importing all of them costs a fresh worker seconds
     start = time.perf_counter()
     result = STUDIES.get(unit.study).run_unit(unit)
     return {**finite(result), "elapsed_s": time.perf_counter() - start}
@@ -31,23 +34,37 @@ def key_of(unit: Unit) -> str:
                      "params": [list(p) for p in unit.params], "runtime": as_dict(unit.runtime)})
 
 
+def study_config(name: str, scale: str, overrides: list[str]):
+    """The study's preset for `scale` with `--set` overrides; every error is a UsageError."""
+    load_studies()  # callers outside the CLI need not have imported the study's module
+    study = STUDIES.get(name)
+    if scale not in study.presets:
+        raise UsageError(f"unknown scale '{scale}' for {name}; valid: {', '.join(study.presets)}")
+    return apply_overrides(study.presets[scale], overrides)
+
+
 def run_study(name: str, scale: str, n_seeds: int, overrides: list[str], runtime: Runtime, out: Path,
               backend: str = "local", workers: int = 1, command: str = "", **backend_options) -> dict:
-    study = STUDIES.get(name)
-    cfg = apply_overrides(study.presets[scale], overrides)
-    seeds = tuple(range(n_seeds))
-    start = time.perf_counter()
+    cfg = study_config(name, scale, overrides)
+    with EXECUTORS.get(backend)(workers=workers, **backend_options) as execute:
+        return run_config(name, cfg, scale, n_seeds, runtime, out, execute, command)
+
+
+def run_config(name: str, cfg, scale: str, n_seeds: int, runtime: Runtime, out: Path,
+               execute: Callable, command: str = "") -> dict:
+    """Run a study with a validated config on an open backend (`execute`, see executors.py):
+    stored units are reused, the others run and are stored."""
+    study, seeds, start = STUDIES.get(name), tuple(range(n_seeds)), time.perf_counter()
     units = study.units(cfg, seeds, runtime)
     store = UnitStore(out / name / "units")
     stored = {key_of(u): store.load(key_of(u)) for u in units}
     todo = [u for u in units if stored[key_of(u)] is None]
     _say(f"{name}: {len(units)} units, {len(units) - len(todo)} resumed from {store.folder}, {len(todo)} to run")
-    bar = tqdm(total=len(todo), desc=name, disable=None, leave=False)
-    for unit, result in EXECUTORS.get(backend)(execute_unit, todo, workers=workers, **backend_options):
-        store.save(key_of(unit), result)
-        stored[key_of(unit)] = result
-        bar.update()
-    bar.close()
+    with tqdm(total=len(todo), desc=name, disable=None, leave=False) as bar:
+        for unit, result in execute(execute_unit, todo):
+            store.save(key_of(unit), result)  # at once: an interruption loses only running units
+            stored[key_of(unit)] = result
+            bar.update()
     return _finish(study, cfg, scale, seeds, runtime, [stored[key_of(u)] for u in units], out, command, start)
 
 

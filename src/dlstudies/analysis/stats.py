@@ -115,6 +115,44 @@ def all_pairs(metric: str, by_condition: dict[str, Sequence], higher_is_better: 
             for a, b in itertools.combinations(by_condition, 2)]
 
 
+def ci_clear_of_zero(s: dict, sign: int = 1) -> bool:
+    """The 95% CI of a summary or a paired comparison (keys "ci95", "n") lies wholly above zero
+    (sign > 0) or wholly below it (sign < 0); never with fewer than two values."""
+    lo, hi = s["ci95"]
+    return bool(s["n"] >= 2 and lo is not None and (lo > 0 if sign > 0 else hi < 0))
+
+
+def spearman(x: Sequence, y: Sequence) -> dict:
+    """Spearman's rank correlation over the pairs where both values are finite: {"rho", "p_value",
+    "n", "test"}; rho and p are None with fewer than three pairs or a constant x or y (undefined)."""
+    pairs = [(float(a), float(b)) for a, b in zip(x, y)
+             if a is not None and b is not None and math.isfinite(float(a)) and math.isfinite(float(b))]
+    arr = np.asarray(pairs, dtype=np.float64).reshape(-1, 2)
+    n = len(arr)
+    if n < 3 or np.ptp(arr[:, 0]) == 0 or np.ptp(arr[:, 1]) == 0:
+        return {"rho": None, "p_value": None, "n": n, "test": "spearman"}
+    result = sps.spearmanr(arr[:, 0], arr[:, 1])
+    return {"rho": float(result.statistic), "p_value": float(result.pvalue), "n": n, "test": "spearman"}
+
+
+def trend(conditions: dict, x: dict[str, float], metric: str) -> dict:
+    """Per seed, the Spearman correlation of `metric` with x[condition] across the conditions
+    ({name: {"runs": [{"seed", "metrics"}]}}), and its summary over seeds.
+
+    A seed with fewer than three finite points, or a constant metric, has no correlation (None).
+    """
+    seeds = sorted({r["seed"] for c in conditions.values() for r in c["runs"]})
+    per_seed = []
+    for seed in seeds:
+        points = [(x[name], r["metrics"].get(metric)) for name, c in conditions.items() for r in c["runs"]
+                  if r["seed"] == seed]
+        per_seed.append(spearman(*zip(*points))["rho"] if points else None)
+    s = summary(per_seed)
+    if s["n"]:  # a t interval can pass ±1; a correlation cannot
+        s["ci95"] = [max(s["ci95"][0], -1.0), min(s["ci95"][1], 1.0)]
+    return {"metric": metric, "seeds": seeds, "per_seed": per_seed, "summary": s}
+
+
 def check(claim: str, source: str, passed: bool, evidence: str) -> dict:
     """One entry of results.json's "checks": a claim of the literature and what we measured."""
     return {"claim": str(claim), "source": str(source), "passed": bool(passed), "evidence": str(evidence)}

@@ -1,4 +1,8 @@
-"""The batched engine: M members trained at once as one stack, each with its own sample order."""
+"""The batched engine: M members trained at once as one stack, each with its own sample order.
+
+Two paths, one result: stacked MLPs (Linear + elementwise activations, cross-entropy or squared
+error) take the hand-fused path of `fused.py`; every other model takes the autograd path here.
+"""
 
 from __future__ import annotations
 
@@ -9,30 +13,68 @@ import numpy as np
 import torch
 from torch import nn
 
+from dlstudies.engine import fused
 from dlstudies.engine.losses import LOSSES
-from dlstudies.engine.record import EpochLog, FitResult
+from dlstudies.engine.record import EpochLog, FitResult, Snapshots
 from dlstudies.engine.schedule import ORDERS
 from dlstudies.engine.spec import TrainSpec, batches
+from dlstudies.errors import UsageError
 from dlstudies.models.stacked import StackedNet
 from dlstudies.optim import OptSpec, StackedOptimizer
 
+PATHS = ("auto", "fused", "autograd")
+
 
 def fit_batched(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.Tensor, y: torch.Tensor,
-                spec: TrainSpec, seeds: Sequence[int]) -> FitResult:
+                spec: TrainSpec, seeds: Sequence[int], *, path: str = "auto") -> FitResult:
+    """`path`: "auto" takes the hand-fused path (fused.py) where it applies, else autograd; "fused"
+    insists on it (a UsageError says why it does not apply); "autograd" never takes it."""
     x, y = x.to(spec.device, members[0].parameters().__next__().dtype), y.to(spec.device)
     net = StackedNet([copy.deepcopy(m).to(spec.device) for m in members])
     opt = StackedOptimizer(opts, net.flat)
     order = ORDERS.get(spec.order)(y, seeds)
     log = EpochLog(spec.stop, net.M)
-    traces = []
+    fast = _fused_trainer(net, opt, x, y, spec, path)
+    traces, snaps = [], Snapshots(spec.snapshot_every, spec.stop.max_epochs)
+    snaps.after(0, net.flat)
     for epoch in range(spec.stop.max_epochs):
-        losses, trace = _epoch(net, opt, x, y, order(epoch).to(spec.device), spec, epoch < spec.trace_epochs)
+        if fast is not None:  # drops stopped members from its stack, and has no buffers to hold
+            losses, trace = fast.epoch(order(epoch), epoch < spec.trace_epochs)
+        else:
+            held = _hold_stopped(net, log.active)
+            losses, trace = _epoch(net, opt, x, y, order(epoch).to(spec.device), spec, epoch < spec.trace_epochs)
+            _put_back(net, held)
         traces += [trace] if trace is not None else []
         log.end_epoch(epoch, losses, _probe(net, spec))
         opt.set_active(log.active.to(spec.device))
+        if fast is not None:
+            fast.set_active(log.active)
+        snaps.after(epoch + 1, net.flat)
         if not log.active.any():
             break
-    return log.result(_join(traces), _modules(net, members))
+    return log.result(_join(traces), _modules(net, members), snaps.result(net.flat))
+
+
+def _fused_trainer(net: StackedNet, opt: StackedOptimizer, x, y, spec: TrainSpec, path: str):
+    if path not in PATHS:
+        raise UsageError(f"path must be one of {', '.join(PATHS)}, got {path!r}")
+    reason = fused.why_not(net, x, y, spec) if path != "autograd" else "path='autograd'"
+    if path == "fused" and reason is not None:
+        raise UsageError(f"the fused path does not apply: {reason}")
+    return fused.FusedTrainer(net, opt, x, y, spec) if reason is None else None
+
+
+def _hold_stopped(net: StackedNet, active: torch.Tensor):
+    """Stopped members' buffers (BatchNorm running statistics), which a training-mode forward moves in
+    place for the whole stack; put back after the epoch, a stopped member stays exactly where it stopped."""
+    stopped = ~active.to(net.flat.device)
+    return stopped, {k: v[stopped].clone() for k, v in net.buffers.items()} if stopped.any() else {}
+
+
+def _put_back(net: StackedNet, held) -> None:
+    stopped, saved = held
+    for k, v in saved.items():
+        net.buffers[k][stopped] = v
 
 
 def _join(traces: list[dict]) -> dict[str, np.ndarray] | None:

@@ -22,18 +22,22 @@ class FitResult:
     history: dict[str, np.ndarray]  # name -> (M, epochs run); NaN after a member stopped
     trace: dict[str, np.ndarray] | None  # "loss", "grad_norm": (M, steps) per step of the traced epochs
     models: list[nn.Module] = field(default_factory=list)
+    snapshots: np.ndarray | None = None  # (M, n, P) flat parameters at epochs 0, k, 2k, ... (TrainSpec.snapshot_every)
 
     @staticmethod
     def concat(parts: list["FitResult"]) -> "FitResult":
         """Members fitted separately (reference engine) as one result."""
         width = max(p.history["loss"].shape[1] for p in parts)
-        pad = lambda a: np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=np.nan)  # noqa: E731
+        # A probe may record more than a number per epoch (a confusion matrix): pad the epoch axis only.
+        pad = lambda a: np.pad(a, [(0, 0), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2),  # noqa: E731
+                               constant_values=np.nan)
         cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
         return FitResult(
             cat("epochs"), cat("converged"), cat("diverged"), cat("diverged_epoch"),
             {k: np.concatenate([pad(p.history[k]) for p in parts]) for k in parts[0].history},
             None if parts[0].trace is None else {k: np.concatenate([p.trace[k] for p in parts]) for k in parts[0].trace},
             [m for p in parts for m in p.models],
+            None if parts[0].snapshots is None else np.concatenate([p.snapshots for p in parts]),
         )
 
     def final(self, name: str = "loss") -> np.ndarray:
@@ -75,6 +79,29 @@ class EpochLog:
             v[~was.numpy()] = np.nan
             self.history.setdefault(name, []).append(v)
 
-    def result(self, trace: np.ndarray | None, models: list[nn.Module]) -> FitResult:
+    def result(self, trace: np.ndarray | None, models: list[nn.Module], snapshots: np.ndarray | None = None) -> FitResult:
         hist = {k: np.stack(v, 1) for k, v in self.history.items()}
-        return FitResult(self.epochs, self.converged, self.diverged, self.diverged_epoch, hist, trace, models)
+        return FitResult(self.epochs, self.converged, self.diverged, self.diverged_epoch, hist, trace, models, snapshots)
+
+
+class Snapshots:
+    """Every member's flat parameters (in `named_parameters` order) at epochs 0, k, 2k, ... <= max_epochs.
+
+    A member that stopped early repeats its final parameters (where it stays frozen), so every fit of
+    the same spec gives the same number of snapshots whichever engine ran it and whoever stopped.
+    """
+
+    def __init__(self, every: int, max_epochs: int):
+        self.every, self.count = every, (max_epochs // every + 1 if every else 0)
+        self.taken: list[torch.Tensor] = []
+
+    def after(self, epochs_done: int, flat: torch.Tensor) -> None:
+        """Called with the (M, P) parameters at the start and after every epoch."""
+        if self.every and epochs_done % self.every == 0:
+            self.taken.append(flat.detach().cpu().clone())
+
+    def result(self, flat: torch.Tensor) -> np.ndarray | None:
+        if not self.every:
+            return None
+        final = flat.detach().cpu().clone()
+        return torch.stack(self.taken + [final] * (self.count - len(self.taken)), 1).numpy()

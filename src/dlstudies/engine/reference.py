@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from dlstudies.engine.losses import LOSSES
-from dlstudies.engine.record import EpochLog, FitResult
+from dlstudies.engine.record import EpochLog, FitResult, Snapshots
 from dlstudies.engine.schedule import ORDERS
 from dlstudies.engine.spec import TrainSpec, batches
 from dlstudies.optim import OptSpec, torch_optimizer
@@ -27,15 +27,22 @@ def _fit_one(member: nn.Module, opt_spec: OptSpec, x, y, spec: TrainSpec, seed: 
     opt = torch_optimizer(opt_spec, model.parameters())
     order = ORDERS.get(spec.order)(y, [seed])
     log = EpochLog(spec.stop, 1)
-    traces = []
+    traces, snaps = [], Snapshots(spec.snapshot_every, spec.stop.max_epochs)
+    snaps.after(0, _flat(model))
     for epoch in range(spec.stop.max_epochs):
         loss, trace = _epoch(model, opt, x, y, order(epoch)[0].to(spec.device), spec)
         traces += [trace] if epoch < spec.trace_epochs else []
         log.end_epoch(epoch, loss.reshape(1), _probe(model, spec))
+        snaps.after(epoch + 1, _flat(model))
         if not log.active.any():
             break
     trace = {k: torch.cat([t[k] for t in traces]).reshape(1, -1).numpy() for k in traces[0]} if traces else None
-    return log.result(trace, [model.eval()])
+    return log.result(trace, [model.eval()], snaps.result(_flat(model)))
+
+
+def _flat(model: nn.Module) -> torch.Tensor:
+    """The parameters as one (1, P) row, in the order the batched engine stacks them."""
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).unsqueeze(0)
 
 
 def _epoch(model: nn.Module, opt: torch.optim.Optimizer, x, y, idx, spec: TrainSpec):

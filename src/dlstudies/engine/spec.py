@@ -23,10 +23,13 @@ class TrainSpec:
     trace_epochs: int = 0  # record the per-step loss of the first k epochs
     probes: tuple[Probe, ...] = field(default_factory=tuple)
     device: str = "cpu"
+    snapshot_every: int = 0  # keep every member's parameters at epochs 0, k, 2k, ... (0: none)
 
     def __post_init__(self):
         if self.batch_size < 1:
             raise UsageError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.snapshot_every < 0:
+            raise UsageError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
 
 
 def batches(n: int, size: int) -> list[slice]:

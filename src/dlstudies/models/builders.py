@@ -22,6 +22,8 @@ INITIALISERS: Registry = Registry("initialiser")
 for _name, _cls in {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "identity": nn.Identity}.items():
     ACTIVATIONS.register(_name)(_cls)
 NORMS.register("none")(None)
+NORMS.register("batchnorm")(nn.BatchNorm1d)
+NORMS.register("layernorm")(nn.LayerNorm)
 
 
 @MODELS.register("mlp")

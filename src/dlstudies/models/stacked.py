@@ -28,6 +28,8 @@ for _name, _fn in {"Tanh": torch.tanh, "ReLU": torch.relu, "Sigmoid": torch.sigm
 
 @STACKED_LAYERS.register("Linear")
 def _linear(layer, p, b, x, training):
+    if "bias" not in p:  # Linear(bias=False)
+        return torch.bmm(x, p["weight"].transpose(1, 2))
     return torch.baddbmm(p["bias"].unsqueeze(1), x, p["weight"].transpose(1, 2))
 
 

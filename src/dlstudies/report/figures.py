@@ -171,6 +171,37 @@ def errorbar_x(ax: Axes, x, summaries: Sequence[dict], label: str | None = None,
     return handle
 
 
+def condition_bands(ax: Axes, conditions: dict, curve: str, label=None, **band):
+    """One curve_band per condition of results.json, over its runs' curves[curve], in palette order;
+    label(name) makes a condition's legend entry (default: its name)."""
+    for j, (name, c) in enumerate(conditions.items()):
+        curve_band(ax, [r["curves"][curve] for r in c["runs"]], label=label(name) if label else name, color=color(j),
+                   **band)
+
+
+def training_loss_figure(conditions: dict, folder, title: str, **legend) -> list[str]:
+    """The training loss per epoch of every condition (mean and band over seeds), saved as training_loss."""
+    fig, ax = new_figure(size=(6, 4))
+    condition_bands(ax, conditions, "loss", ylabel="mean training loss in the epoch")
+    ax.set_title(title)
+    ax.legend(**legend)
+    return save(fig, folder, "training_loss")
+
+
+def confusion_grid(conditions: dict, folder, name: str = "confusion", width: float = 2.9, height: float = 3.0,
+                   svg: bool = False) -> list[str]:
+    """Train (top row) and test (bottom row) confusion matrices of each condition, summed over its seeds
+    and row-normalised; width x height inches a panel. SVG off by default: a number in every cell makes it
+    large and slow."""
+    fig, axes = new_figure(ncols=len(conditions), nrows=2, size=(width * len(conditions), 2 * height))
+    axes = np.asarray(axes).reshape(2, -1)
+    for j, (label, c) in enumerate(conditions.items()):
+        for i, split in enumerate(("train", "test")):
+            total = np.sum([np.asarray(r["confusion"][split], dtype=float) for r in c["runs"]], axis=0)
+            confusion(axes[i, j], total, title=f"{label}, {split}")
+    return save(fig, folder, name, svg=svg)
+
+
 def _render(fig: Figure, fmt: str) -> bytes:
     """The figure as bytes; SVG without its date so that the same data gives the same file."""
     buf = io.BytesIO()
@@ -198,5 +229,5 @@ def _close(fig: Figure) -> None:
     fig.clear()
 
 
-__all__ = ["OKABE_ITO", "bar_ci", "color", "confusion", "curve_band", "errorbar_x", "mean_band",
-           "new_figure", "row_normalise", "save", "spans_decades"]
+__all__ = ["OKABE_ITO", "bar_ci", "color", "condition_bands", "confusion", "confusion_grid", "curve_band", "errorbar_x",
+           "mean_band", "new_figure", "row_normalise", "save", "spans_decades", "training_loss_figure"]

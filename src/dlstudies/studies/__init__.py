@@ -14,7 +14,7 @@ ORDER = ("optimizers", "normalization", "pretraining", "function-fit", "image-de
          "grad-norm", "minimal-ratio", "loss-surface", "random-labels", "params-generalization",
          "interpolation", "sensitivity")
 
-NOT_STUDIES = {"base", "results"}
+NOT_STUDIES = {"base", "results", "training", "image_nets"}  # shared modules, not studies
 
 
 def load_studies() -> None:

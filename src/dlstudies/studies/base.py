@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dlstudies.config import Runtime
+from dlstudies.config import DEFAULT_SEEDS, Runtime
 from dlstudies.registry import Registry
 
 STUDIES: Registry = Registry("study")
@@ -38,6 +38,10 @@ class Study:
     summarize: Callable[[Any, list[dict]], dict]  # -> conditions, comparisons, checks, answer, ...
     figures: Callable[[dict, Any], list[str]]  # (results, folder) -> file names drawn
     runtime_s: str = ""  # expected runtime at default scale, for `dlstudies list`
+    seeds: dict[str, int] | None = None  # seeds per scale when --seeds is not given; None: DEFAULT_SEEDS
+
+    def default_seeds(self, scale: str) -> int:
+        return (self.seeds or DEFAULT_SEEDS)[scale]
 
 
 def register(study: Study) -> Study:

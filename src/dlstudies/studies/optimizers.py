@@ -21,14 +21,23 @@ from dlstudies.analysis import stats
 from dlstudies.config import Runtime, require
 from dlstudies.data import load_data
 from dlstudies.data.base import subsample
-from dlstudies.engine import ENGINES, StopRule, TrainSpec, predict_members
-from dlstudies.engine.evaluate import accuracy, accuracy_probe, confusion
-from dlstudies.models.builders import ACTIVATIONS, build_members, mlp
+from dlstudies.engine import ENGINES, StopRule, TrainSpec
+from dlstudies.engine.evaluate import accuracy_probe
+from dlstudies.models.builders import ACTIVATIONS, build_members
 from dlstudies.optim import OPTIMIZERS, OptSpec
 from dlstudies.report import figures as fig
 from dlstudies.studies.base import Study, Unit, register, seed_chunks
-from dlstudies.studies.results import (add_summaries, compare, diverged_runs, fmt_ci, group_runs,
-                                       median_diff_sentence, summary_table)
+from dlstudies.studies.results import (
+    add_summaries,
+    compare,
+    diverged_runs,
+    fmt_ci,
+    fmt_num,
+    group_runs,
+    median_diff_sentence,
+    summary_table,
+)
+from dlstudies.studies.training import classifier_runs, image_mlp, member_dtype
 
 RULES = ("delta", "generalized-delta", "adagrad", "rmsprop", "adam")
 METRICS = ("epochs", "final_loss", "train_acc", "val_acc", "test_acc")
@@ -69,10 +78,7 @@ def units(cfg: Config, seeds: tuple[int, ...], runtime: Runtime) -> list[Unit]:
 
 def _setup(cfg: Config, unit: Unit):
     data = subsample(load_data(cfg.data, unit.runtime.data_dir), cfg.n_train)
-    dtype = getattr(torch, unit.runtime.dtype)
-    sizes = [data.input_shape[0], *cfg.hidden, data.n_classes]
-    builder = lambda: mlp(sizes, act=ACTIVATIONS.get(cfg.activation))  # noqa: E731
-    return data, dtype, builder
+    return data, member_dtype(unit), image_mlp(data, cfg.hidden, ACTIVATIONS.get(cfg.activation))
 
 
 def run_unit(unit: Unit) -> dict:
@@ -84,27 +90,8 @@ def run_unit(unit: Unit) -> dict:
     probes = (accuracy_probe("train_acc", data.train.x, data.train.y), accuracy_probe("val_acc", data.val.x, data.val.y))
     spec = TrainSpec(StopRule(cfg.max_epochs, cfg.tolerance), cfg.batch_size, probes=probes, device=unit.runtime.device)
     fit = ENGINES.get(unit.runtime.engine)(members, opts, data.train.x, data.train.y, spec, seeds * len(cfg.rules))
-    runs = _runs(cfg, data, fit, seeds)
+    runs = classifier_runs(fit, data, [(r, s) for r in cfg.rules for s in seeds])
     return {"runs": runs, "ordering": _ordering(cfg, unit, data, builder, dtype)}
-
-
-def _runs(cfg: Config, data, fit, seeds: list[int]) -> list[dict]:
-    outs = {name: predict_members(fit.models, split.x) for name, split in
-            (("train", data.train), ("val", data.val), ("test", data.test))}
-    acc = {name: accuracy(o, getattr(data, name).y) for name, o in outs.items()}
-    cms = {name: confusion(outs[name], getattr(data, name).y, data.n_classes) for name in ("train", "test")}
-    final = fit.final("loss")
-    runs = []
-    for i, (rule, seed) in enumerate((r, s) for r in cfg.rules for s in seeds):
-        n = int(fit.epochs[i])
-        metrics = {"epochs": n, "final_loss": float(final[i]),
-                   **{f"{k}_acc": float(v[i]) for k, v in acc.items()}}
-        runs.append({"condition": rule, "seed": seed, "metrics": metrics,
-                     "curves": {k: fit.history[k][i, :n].tolist() for k in ("loss", "train_acc", "val_acc")},
-                     "confusion": {k: cm[i].tolist() for k, cm in cms.items()},
-                     "converged": bool(fit.converged[i]), "diverged": bool(fit.diverged[i]),
-                     "diverged_epoch": int(fit.diverged_epoch[i]) if fit.diverged[i] else None})
-    return runs
 
 
 def _ordering(cfg: Config, unit: Unit, data, builder, dtype) -> dict:
@@ -143,10 +130,19 @@ def _merge_ordering(unit_results: list[dict]) -> dict:
 
 
 def _answer(conditions: dict) -> str:
-    best = max(conditions, key=lambda c: conditions[c]["summary"]["test_acc"]["mean"] or -1)
+    measured = {c: v for c, v in conditions.items() if v["summary"]["test_acc"]["mean"] is not None}
+    if not measured:
+        return "Every run diverged: no rule can be compared at these settings."
+    best = max(measured, key=lambda c: measured[c]["summary"]["test_acc"]["mean"])
     s = conditions[best]["summary"]["test_acc"]
     text = f"{best} had the highest test accuracy ({fmt_ci(s, percent=True)} over {s['n']} seeds)"
-    return text + "; " + _epochs_sentence(conditions) + "."
+    return text + "; " + _epochs_sentence(measured) + _diverged_clause(conditions) + "."
+
+
+def _diverged_clause(conditions: dict) -> str:
+    lost = {c: sum(bool(r.get("diverged")) for r in v["runs"]) for c, v in conditions.items()}
+    parts = [f"{c} in {n} of {len(conditions[c]['runs'])} seeds" for c, n in lost.items() if n]
+    return f"; diverged: {', '.join(parts)}" if parts else ""
 
 
 def _epochs_sentence(conditions: dict) -> str:
@@ -165,22 +161,29 @@ def _checks(conditions: dict, ordering: dict) -> list[dict]:
         cmp = compare(conditions, "final_loss", False, [("adam", "delta")])[0]
         checks.append(stats.check(
             "Adam reaches a lower training loss than plain SGD (the delta rule) at the same learning rate",
-            "Kingma & Ba 2015", cmp["wins"]["adam"] > cmp["wins"]["delta"],
-            f"final loss adam - delta: mean {cmp['diff']:.3g}, adam lower in {cmp['wins']['adam']} of {cmp['n']} seeds"))
-    gaps = [np.std(ordering["traces"]["class"][s]) - np.std(ordering["traces"]["shuffle"][s])
-            for s in ordering["traces"]["class"]]
-    checks.append(stats.check(
+            "Kingma & Ba 2015", cmp["n"] > 0 and cmp["wins"]["adam"] > cmp["wins"]["delta"],
+            f"final loss adam - delta: mean {fmt_num(cmp['diff'])}, adam lower in {cmp['wins']['adam']} of "
+            f"{cmp['n']} seeds where neither diverged"))
+    return checks + [_ordering_check(ordering)]
+
+
+def _ordering_check(ordering: dict) -> dict:
+    # A trace that diverged holds None (NaN here); its seed cannot say anything about the swings.
+    std = {order: {s: np.std(np.asarray(t, dtype=float)) for s, t in ordering["traces"][order].items()}
+           for order in ("class", "shuffle")}
+    gaps = np.array([std["class"][s] - std["shuffle"][s] for s in std["class"]])
+    gaps = gaps[np.isfinite(gaps)]
+    return stats.check(
         "Samples ordered by class make the per-sample loss swing as the model chases each class in turn; "
         "shuffling removes the swings",
-        "LeCun et al. 1998 (Efficient BackProp); report A, Figure 2", bool(np.mean(np.array(gaps) > 0) > 0.5),
-        f"within-epoch loss std, class order minus shuffled: larger in {int(np.sum(np.array(gaps) > 0))} of {len(gaps)} seeds"))
-    return checks
+        "LeCun et al. 1998 (Efficient BackProp); report A, Figure 2", bool(len(gaps) and np.mean(gaps > 0) > 0.5),
+        f"within-epoch loss std, class order minus shuffled: larger in {int(np.sum(gaps > 0))} of {len(gaps)} seeds")
 
 
 def figures(results: dict, folder) -> list[str]:
     conditions = results["conditions"]
     files = _loss_panels(conditions, folder) + _overlay(conditions, folder)
-    files += _confusions(conditions, folder) + _ordering_figure(results["ordering"], folder)
+    files += fig.confusion_grid(conditions, folder, width=3.0, svg=True) + _ordering_figure(results["ordering"], folder)
     return files
 
 
@@ -199,16 +202,6 @@ def _overlay(conditions: dict, folder) -> list[str]:
     ax.set(xlabel="epoch", ylabel="mean training loss (cross-entropy)", title="All rules, mean and 95% band over seeds")
     ax.legend()
     return fig.save(f, folder, "all_rules")
-
-
-def _confusions(conditions: dict, folder) -> list[str]:
-    from dlstudies.studies.results import summed_confusion
-    f, axes = fig.new_figure(ncols=len(conditions), nrows=2, size=(3.0 * len(conditions), 6.0))
-    axes = np.asarray(axes).reshape(2, -1)
-    for j, (name, c) in enumerate(conditions.items()):
-        for i, split in enumerate(("train", "test")):
-            fig.confusion(axes[i, j], summed_confusion(c["runs"], split), title=f"{name}, {split}")
-    return fig.save(f, folder, "confusion")
 
 
 def _ordering_figure(ordering: dict, folder) -> list[str]:

@@ -1,0 +1,116 @@
+"""Wall time and peak memory of every registered study, each run as `dlstudies run` in a child process.
+
+    python benchmarks/suite.py [--scale default] [--studies a b ...] [--workers N] [--together]
+                               [--out DIR] [--run-args "--set key=value ..."]
+
+Each study runs as `python -m dlstudies run STUDY --scale SCALE --out DIR/STUDY` (plus `--workers`
+and `--run-args` when given) in a fresh output folder, so nothing is resumed from an earlier run.
+Printed per study: wall time, the peak of the summed resident memory of the child and its worker
+processes (sampled every 0.1 s with psutil, where installed), and the largest resident memory of
+any one process (the rusage that wait4 returns). `--together` also times the whole suite as the single
+command `dlstudies run all`, which shares one worker pool across studies. The last lines compare
+the totals with the targets of the performance issue: 20 minutes and 2 GB on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TARGET_S, TARGET_MB = 20 * 60, 2048
+
+
+def _tree_rss_mb(proc) -> float:
+    """Resident memory of a process and all its descendants, in MB (0 where psutil is missing)."""
+    try:
+        import psutil
+    except ImportError:
+        return 0.0
+    try:
+        root = psutil.Process(proc.pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total / 2 ** 20
+
+
+def run_one(args: list[str], log: Path) -> dict:
+    """Run `python -m dlstudies ARGS`: wall time, peak summed RSS of its process tree (sampled),
+    largest RSS of any one of its processes (wait4's rusage), exit status."""
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "dlstudies", *args], stdout=out, stderr=subprocess.STDOUT)
+        peak = 0.0
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            peak = max(peak, _tree_rss_mb(proc))
+            time.sleep(0.1)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    # ru_maxrss (KB on Linux): the child's own peak, or that of a worker process it waited for
+    return {"wall_s": time.perf_counter() - start, "tree_mb": peak, "largest_mb": usage.ru_maxrss / 1024,
+            "rc": proc.returncode}
+
+
+def _registered() -> list[str]:
+    from dlstudies.studies import ordered_studies
+    return [s.name for s in ordered_studies()]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", default="default", choices=("smoke", "default", "paper"))
+    ap.add_argument("--studies", nargs="+", default=None, help="study ids (default: every registered study)")
+    ap.add_argument("--workers", type=int, default=None, help="passed to dlstudies run (default: its own)")
+    ap.add_argument("--out", type=Path, default=None, help="where results go (default: a new temporary folder)")
+    ap.add_argument("--run-args", default="", help="more arguments for dlstudies run, as one string")
+    ap.add_argument("--together", action="store_true", help="also time `dlstudies run all` as one command")
+    args = ap.parse_args()
+    studies = args.studies or _registered()
+    root = args.out or Path(tempfile.mkdtemp(prefix="dlstudies-suite-"))
+    root = root / time.strftime("%Y%m%d-%H%M%S")
+    root.mkdir(parents=True)
+    extra = shlex.split(args.run_args) + ([] if args.workers is None else ["--workers", str(args.workers)])
+    print(f"scale {args.scale}, {os.cpu_count()} cores, workers {args.workers or 'default'}, "
+          f"{len(studies)} studies; results and logs in {root}")
+    print()
+    print("| study | wall s | peak memory MB (all processes) | largest process MB | status |")
+    print("|---|---:|---:|---:|---|")
+    rows = {}
+    for name in studies:
+        r = run_one(["run", name, "--scale", args.scale, "--out", str(root / name), *extra], root / f"{name}.log")
+        rows[name] = r
+        status = "ok" if r["rc"] == 0 else f"exit {r['rc']} (see {name}.log)"
+        print(f"| {name} | {r['wall_s']:.0f} | {r['tree_mb']:.0f} | {r['largest_mb']:.0f} | {status} |", flush=True)
+    total = sum(r["wall_s"] for r in rows.values())
+    peak = max(r["tree_mb"] for r in rows.values())
+    print(f"| **all, one after another** | **{total:.0f}** | **{peak:.0f}** | "
+          f"{max(r['largest_mb'] for r in rows.values()):.0f} | "
+          f"{sum(r['rc'] == 0 for r in rows.values())}/{len(rows)} ok |")
+    if args.together:
+        r = run_one(["run", *studies, "--scale", args.scale, "--out", str(root / "all"), *extra], root / "all.log")
+        total, peak = r["wall_s"], r["tree_mb"]
+        print(f"| **`dlstudies run` of all, one command** | **{total:.0f}** | **{peak:.0f}** | "
+              f"{r['largest_mb']:.0f} | {'ok' if r['rc'] == 0 else 'exit ' + str(r['rc'])} |")
+    print()
+    print(f"Targets (scale {args.scale}): whole suite {total / 60:.1f} min (target <= 20 min): "
+          f"{'met' if total <= TARGET_S else 'NOT met'}; peak memory {peak:.0f} MB (target < 2048 MB): "
+          f"{'met' if peak < TARGET_MB else 'NOT met'}"
+          + ("" if peak else " (psutil not installed: memory not sampled)"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""weight-trajectory: what path do the weights take during training, seen in two dimensions?
+
+    dlstudies run weight-trajectory            # 8 seeds, ~10 s at default scale on 2 cores
+
+Report B trained an MLP 784-64-32-10 on MNIST eight times (Adam, lr 0.01, batch 1000, 50 epochs),
+recorded the weights after every epoch, fitted one PCA to the snapshots of all eight runs and
+drew each run's path in the plane of the first two components, every point labelled with the
+model's accuracy there; it did the same for the first layer alone. Here the weights are kept at
+epochs 0, k, 2k, ... (`snapshot_every`), the accuracy at each snapshot is the training accuracy of
+those weights, and one PCA is fitted to the snapshots of all seeds, for the whole model and for
+the first layer. Report B's eight runs are eight seeds, the default at `default` and `paper`
+scale (`--seeds N` sets another count; one seed also works). Data: the bundled 8x8 `digits` at default (so the
+model is 64-64-32-10), `fashion-mnist` at paper; ReLU hidden units *(chosen: report B is silent)*.
+
+All seeds train in one unit, because the PCA needs every run's snapshots and a unit's result
+stays small only if it returns coordinates rather than weight vectors.
+
+Literature: Li et al. (2018, "Visualizing the Loss Landscape of Neural Nets", section 7) and
+Antognini & Sohl-Dickstein (2018) find that a training trajectory lies mostly in a very low
+dimensional space: its first two principal components explain most of its variation. Report B
+read "a denser clustering of points over time" as the model stabilising.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from torch import nn
+
+from dlstudies.analysis import (
+    evaluate,
+    fit_trajectory_pca,
+    flatten_params,
+    stats,
+    unflatten_params,
+)
+from dlstudies.config import Runtime, require
+from dlstudies.data import load_data
+from dlstudies.data.base import subsample
+from dlstudies.engine import LOSSES, TrainSpec, fixed_epochs
+from dlstudies.models.builders import ACTIVATIONS, build_members
+from dlstudies.optim import OPTIMIZERS, OptSpec
+from dlstudies.report import figures as fig
+from dlstudies.studies.base import Study, Unit, register
+from dlstudies.studies.results import (
+    add_summaries,
+    all_runs,
+    group_runs,
+    in_most,
+    metric_array,
+    summary_table,
+)
+from dlstudies.studies.training import (
+    fit_members,
+    image_mlp,
+    member_dtype,
+    split_accuracy,
+)
+
+METRICS = ("initial_train_acc", "final_train_acc", "test_acc", "own_pca_2d", "first_step", "last_step",
+           "last_over_first_step")
+PLANES = ("model", "first_layer")
+
+
+@dataclass(frozen=True)
+class Config:
+    data: str = "digits"
+    hidden: tuple[int, ...] = (64, 32)
+    activation: str = "relu"
+    optimizer: str = "adam"
+    lr: float = 0.01
+    batch_size: int = 1000
+    epochs: int = 50
+    snapshot_every: int = 5  # epochs between weight snapshots
+    n_train: int | None = None  # None: the whole training split
+
+    def __post_init__(self):
+        OPTIMIZERS.get(self.optimizer)
+        ACTIVATIONS.get(self.activation)
+        require(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        require(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), f"hidden sizes must be >= 1, got {self.hidden}")
+        require(self.snapshot_every >= 1, f"snapshot_every must be >= 1, got {self.snapshot_every}")
+        require(self.epochs >= self.snapshot_every and self.epochs % self.snapshot_every == 0,
+                f"epochs ({self.epochs}) must be a positive multiple of snapshot_every ({self.snapshot_every})")
+
+
+PRESETS = {"smoke": Config(epochs=4, snapshot_every=2, n_train=300), "default": Config(),
+           "paper": Config(data="fashion-mnist")}
+
+
+def units(cfg: Config, seeds: tuple[int, ...], runtime: Runtime) -> list[Unit]:
+    return [Unit("weight-trajectory", cfg, tuple(seeds), runtime)]  # one PCA over all seeds: one unit
+
+
+def run_unit(unit: Unit) -> dict:
+    cfg: Config = unit.config
+    data = subsample(load_data(cfg.data, unit.runtime.data_dir), cfg.n_train)
+    spec = TrainSpec(fixed_epochs(cfg.epochs), cfg.batch_size, snapshot_every=cfg.snapshot_every,
+                     device=unit.runtime.device)
+    builder = image_mlp(data, cfg.hidden, ACTIVATIONS.get(cfg.activation))
+    fit = fit_members(unit, builder, OptSpec(cfg.optimizer, cfg.lr), data.train.x, data.train.y, spec)
+    # The snapshots hold every parameter: a model of the architecture, on the CPU, serves to read them.
+    template = build_members(builder, unit.seeds[:1], member_dtype(unit))[0]
+    snaps = fit.snapshots.astype(np.float64)
+    measured = _measure(template, snaps, data.train, spec.loss)
+    planes = {"model": _plane(snaps), "first_layer": _plane(_first_layer(template, snaps))}
+    test_acc = split_accuracy(fit.models, data, ("test",))["test"]
+    epochs = list(range(0, cfg.epochs + 1, cfg.snapshot_every))
+    runs = [_run(cfg, i, s, snaps[i], measured, planes, epochs, float(test_acc[i])) for i, s in enumerate(unit.seeds)]
+    return {"runs": runs, "pca": {k: {"explained_variance_ratio": p["evr"]} for k, p in planes.items()}}
+
+
+def _measure(template: nn.Module, snaps: np.ndarray, split, loss: str) -> dict[str, np.ndarray]:
+    """Training loss and accuracy of every snapshot (M, n): the weights as they were, in eval mode."""
+    acc = lambda out, y: (out.argmax(-1) == y).double().mean()  # noqa: E731
+    cells = [[evaluate(template, unflatten_params(v, template), LOSSES.get(loss).single, split.x, split.y,
+                       metric_fn=acc) for v in run] for run in snaps]
+    return {"train_loss": np.array([[c[0] for c in row] for row in cells]),
+            "train_acc": np.array([[c[1] for c in row] for row in cells])}
+
+
+def _first_layer(template: nn.Module, snaps: np.ndarray) -> np.ndarray:
+    prefix = next(name for name, m in template.named_children() if isinstance(m, nn.Linear)) + "."
+    rows = [flatten_params(unflatten_params(v, template), prefix) for v in snaps.reshape(-1, snaps.shape[-1])]
+    return np.stack(rows).reshape(*snaps.shape[:2], -1)
+
+
+def _plane(snaps: np.ndarray) -> dict:
+    """One PCA over every run's snapshots; each run's (n, 2) coordinates in its plane."""
+    pca = fit_trajectory_pca(snaps.reshape(-1, snaps.shape[-1]), n_components=2)
+    return {"coords": pca.coords.reshape(*snaps.shape[:2], 2), "evr": pca.explained_variance_ratio.tolist()}
+
+
+def _own_pca_2d(run_snaps: np.ndarray) -> float:
+    """Share of one run's own trajectory variance in its first two principal components."""
+    if len(run_snaps) < 3:
+        return float("nan")  # two points span one direction: the share is 1 trivially
+    return float(np.sum(fit_trajectory_pca(run_snaps, n_components=2).explained_variance_ratio))
+
+
+def _run(cfg: Config, i: int, seed: int, run_snaps: np.ndarray, measured: dict, planes: dict, epochs: list,
+         test_acc: float) -> dict:
+    steps = np.linalg.norm(np.diff(run_snaps, axis=0), axis=1)  # distance moved between snapshots
+    acc = measured["train_acc"][i]
+    metrics = {"initial_train_acc": acc[0], "final_train_acc": acc[-1], "test_acc": test_acc,
+               "own_pca_2d": _own_pca_2d(run_snaps), "first_step": steps[0], "last_step": steps[-1],
+               "last_over_first_step": steps[-1] / steps[0]}
+    snapshots = {"epoch": epochs, "train_acc": acc.tolist(), "train_loss": measured["train_loss"][i].tolist(),
+                 **{f"xy_{k}": planes[k]["coords"][i].tolist() for k in PLANES}}
+    return {"condition": cfg.optimizer, "seed": seed, "metrics": metrics, "snapshots": snapshots}
+
+
+def summarize(cfg: Config, unit_results: list[dict]) -> dict:
+    conditions = add_summaries(group_runs(unit_results), METRICS)
+    runs = all_runs(conditions)
+    pca = unit_results[0]["pca"]
+    return {"conditions": conditions, "comparisons": [], "pca": pca, "checks": _checks(runs),
+            "answer": _answer(conditions, pca),
+            "tables": [summary_table("Trajectories, over seeds (steps: distance moved between snapshots)", conditions,
+                                     METRICS, percent=("initial_train_acc", "final_train_acc", "test_acc"))]}
+
+
+def _checks(runs: list[dict]) -> list[dict]:
+    own, ratio, n = metric_array(runs, "own_pca_2d"), metric_array(runs, "last_over_first_step"), len(runs)
+    (most, mostly_low), (slowed, mostly_slowed) = in_most(own > 0.5), in_most(ratio < 1)
+    checks = [stats.check("Points cluster more densely over time: the weights move less between late snapshots "
+                          "than between early ones", "report B", mostly_slowed,
+                          f"last/first distance between consecutive snapshots: median {np.nanmedian(ratio):.2g}, "
+                          f"below 1 in {slowed} of {n} seeds")]
+    if np.isfinite(own).any():
+        checks.append(stats.check(
+            "A training trajectory is low-dimensional: its first two principal components explain most of its variation",
+            "Li et al. 2018, section 7; Antognini & Sohl-Dickstein 2018", mostly_low,
+            f"share of each run's own trajectory variance in 2 components: median {np.nanmedian(own):.0%}, "
+            f"above 50% in {most} of {n} seeds"))
+    return checks
+
+
+def _answer(conditions: dict, pca: dict) -> str:
+    s = next(iter(conditions.values()))["summary"]
+    evr = [sum(pca[k]["explained_variance_ratio"]) for k in PLANES]
+    a, b = s["initial_train_acc"]["mean"], s["final_train_acc"]["mean"]
+    return (f"Over {s['final_train_acc']['n']} seeds, training accuracy rose from {a:.0%} to {b:.0%} along paths "
+            f"whose shared 2-D PCA plane holds {evr[0]:.0%} of the variance of all snapshots ({evr[1]:.0%} for the "
+            f"first layer); the distance moved between the last two snapshots was "
+            f"{s['last_over_first_step']['median']:.2g} times that between the first two (median).")
+
+
+def figures(results: dict, folder) -> list[str]:
+    runs = all_runs(results["conditions"])
+    return _trajectories(runs, results["pca"], folder) + _accuracy(runs, folder)
+
+
+def _trajectories(runs: list[dict], pca: dict, folder) -> list[str]:
+    f, axes = fig.new_figure(ncols=2, size=(13, 5.5))
+    titles = {"model": "whole model", "first_layer": "first layer"}
+    for ax, plane in zip(axes, PLANES):
+        for j, run in enumerate(runs):
+            _path(ax, run, plane, fig.color(j))
+        evr = pca[plane]["explained_variance_ratio"]
+        ax.set(xlabel=f"PC1 ({evr[0]:.0%} of variance)", ylabel=f"PC2 ({evr[1]:.0%})",
+               title=f"{titles[plane]}: one PCA over all runs (o start, * end; labels: train accuracy)")
+    axes[0].legend(fontsize=7, loc="best")
+    return fig.save(f, folder, "trajectories")
+
+
+def _path(ax, run: dict, plane: str, color: str) -> None:
+    xy = np.asarray(run["snapshots"][f"xy_{plane}"])
+    ax.plot(xy[:, 0], xy[:, 1], "-o", color=color, ms=3, lw=1, label=f"seed {run['seed']}")
+    ax.plot(*xy[0], "o", mfc="none", mec=color, ms=9)
+    ax.plot(*xy[-1], "*", color=color, ms=12)
+    for (x, y), acc in zip(xy, run["snapshots"]["train_acc"]):
+        ax.annotate(f"{acc:.2f}", (x, y), xytext=(3, 3), textcoords="offset points", fontsize=6, color=color)
+
+
+def _accuracy(runs: list[dict], folder) -> list[str]:
+    f, ax = fig.new_figure(size=(6, 3.8))
+    epochs = runs[0]["snapshots"]["epoch"]
+    fig.curve_band(ax, [r["snapshots"]["train_acc"] for r in runs], "train accuracy", x=epochs, log_y=False,
+                   ylabel="training accuracy at the snapshot")
+    ax.set_title("Accuracy at each snapshot, mean and band over seeds")
+    return fig.save(f, folder, "snapshot_accuracy")
+
+
+STUDY = register(Study("weight-trajectory", "What path do the weights take during training, seen in a 2-D PCA plane?",
+                       PRESETS, units, run_unit, summarize, figures, runtime_s="~10 s",
+                       seeds={"smoke": 3, "default": 8, "paper": 8}))  # report B trained 8 times

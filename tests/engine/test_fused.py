@@ -1,0 +1,241 @@
+"""Every path the batched engine can take — the hand-fused path (pattern mode and mini-batches) and
+the autograd path — against the reference engine, in float64; and the fused path actually taken."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dlstudies.engine import ENGINES, StopRule, TrainSpec, fused
+from dlstudies.engine.batched import fit_batched
+from dlstudies.engine.evaluate import accuracy_probe
+from dlstudies.errors import UsageError
+from dlstudies.models.builders import build_members, mlp
+from dlstudies.models.stacked import StackedNet
+from dlstudies.optim import OPTIMIZERS, OptSpec, StackedOptimizer
+
+SEEDS = [0, 1, 2]
+PATHS = ["fused", "autograd"]
+
+
+def _data(n=48, d=6, classes=3):
+    g = torch.Generator().manual_seed(123)
+    x = torch.rand(n, d, generator=g, dtype=torch.float64)
+    y = torch.randint(0, classes, (n,), generator=g)
+    return x, y
+
+
+def _opts(rules, seeds, lr=0.05, momentum=0.5):
+    lrs = lr if isinstance(lr, list) else [lr] * len(seeds)
+    return [OptSpec(r, lrs[i], momentum if r in ("generalized-delta", "nesterov") else 0.0)
+            for r in rules for i in range(len(seeds))]
+
+
+def _both(rules, spec, path, seeds=SEEDS, lr=0.05, builder=None, x=None, y=None):
+    if x is None:
+        x, y = _data()
+    builder = builder or (lambda: mlp([6, 5, 4, 3]))
+    members = [m for _ in rules for m in build_members(builder, seeds, torch.float64)]
+    opts, all_seeds = _opts(rules, seeds, lr), list(seeds) * len(rules)
+    return (fit_batched(members, opts, x, y, spec, all_seeds, path=path),
+            ENGINES.get("reference")(members, opts, x, y, spec, all_seeds))
+
+
+def _params(fit):
+    return torch.cat([p.detach().flatten() for m in fit.models for p in m.parameters()])
+
+
+def _assert_same(a, b):
+    np.testing.assert_array_equal(a.epochs, b.epochs)
+    np.testing.assert_array_equal(a.converged, b.converged)
+    np.testing.assert_array_equal(a.diverged, b.diverged)
+    assert set(a.history) == set(b.history)
+    for k in a.history:
+        np.testing.assert_allclose(a.history[k], b.history[k], rtol=1e-10, atol=1e-12, equal_nan=True)
+    torch.testing.assert_close(_params(a), _params(b), rtol=1e-10, atol=1e-12)
+
+
+@pytest.fixture
+def fused_epochs(monkeypatch):
+    """Counts epochs run by the fused path, to assert it was taken."""
+    calls = []
+    real = fused.FusedTrainer.epoch
+    monkeypatch.setattr(fused.FusedTrainer, "epoch", lambda self, *a: calls.append(1) or real(self, *a))
+    return calls
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("rule", OPTIMIZERS.names())
+@pytest.mark.parametrize("batch_size", [1, 10])  # 10: the last batch of 48 samples has 8
+def test_each_optimizer_fixed_epochs(rule, batch_size, path, fused_epochs):
+    a, b = _both([rule], TrainSpec(StopRule(3), batch_size=batch_size), path)
+    _assert_same(a, b)
+    assert (a.epochs == 3).all()
+    assert len(fused_epochs) == (3 if path == "fused" else 0)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("rule", OPTIMIZERS.names())
+@pytest.mark.parametrize("batch_size", [1, 7])
+def test_learning_rate_sweep_in_one_stack(rule, batch_size, path):
+    # Members of one rule with different learning rates: per-member hyperparameters, no fused kernel.
+    spec = TrainSpec(StopRule(3), batch_size=batch_size)
+    _assert_same(*_both([rule], spec, path, lr=[0.01, 0.05, 0.2]))
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_all_rules_in_one_stack_with_probes_and_trace(batch_size, path):
+    x, y = _data()
+    spec = TrainSpec(StopRule(3), batch_size=batch_size, probes=(accuracy_probe("acc", x, y),), trace_epochs=2)
+    a, b = _both(OPTIMIZERS.names(), spec, path)
+    _assert_same(a, b)
+    steps = 2 * -(-48 // batch_size)
+    for k in ("loss", "grad_norm"):
+        assert a.trace[k].shape == (len(OPTIMIZERS.names()) * len(SEEDS), steps)
+        np.testing.assert_allclose(a.trace[k], b.trace[k], rtol=1e-10)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("batch_size", [1, 8])
+def test_tolerance_stops_members_at_different_epochs_and_freezes_them(batch_size, path, fused_epochs):
+    spec = TrainSpec(StopRule(40, tolerance=2e-3), batch_size=batch_size)
+    a, b = _both(["adam", "delta"], spec, path, lr=0.02)
+    _assert_same(a, b)
+    assert len(set(a.epochs.tolist())) > 1, "the test needs members that stop at different epochs"
+    assert a.converged.any() and (a.epochs < 40).any()
+    for i, n in enumerate(a.epochs):
+        assert np.isnan(a.history["loss"][i, n:]).all()
+    if path == "fused":
+        assert len(fused_epochs) == a.epochs.max()
+
+
+@pytest.mark.parametrize("batch_size", [1, 8])
+def test_stopped_member_ends_where_a_solo_fit_ends(batch_size):
+    spec = TrainSpec(StopRule(30, tolerance=2e-3), batch_size=batch_size)
+    stacked, _ = _both(["adam"], spec, "fused")
+    i = int(np.argmin(stacked.epochs))
+    assert stacked.epochs[i] < stacked.epochs.max()
+    solo, _ = _both(["adam"], spec, "fused", seeds=[SEEDS[i]])
+    # not bit for bit: a stack of 3 and a stack of 1 are different kernel shapes
+    torch.testing.assert_close(_params(solo), torch.cat([p.flatten() for p in stacked.models[i].parameters()]),
+                               rtol=1e-8, atol=1e-10)
+
+
+ARCHITECTURES = {
+    "relu": lambda: mlp([6, 5, 4, 3], act=nn.ReLU),
+    "sigmoid": lambda: mlp([6, 5, 4, 3], act=nn.Sigmoid),
+    "linear": lambda: mlp([6, 5, 3], act=nn.Identity),
+    "one layer": lambda: nn.Sequential(nn.Linear(6, 3)),
+    "no bias": lambda: nn.Sequential(nn.Linear(6, 5, bias=False), nn.Tanh(), nn.Linear(5, 3)),
+    "activation first, stacked": lambda: nn.Sequential(nn.Sigmoid(), nn.Linear(6, 5), nn.Tanh(), nn.ReLU(),
+                                                       nn.Identity(), nn.Linear(5, 3), nn.Tanh()),
+}
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("batch_size", [1, 5])
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_architectures(arch, batch_size, path, fused_epochs):
+    a, b = _both(["adam", "generalized-delta"], TrainSpec(StopRule(3), batch_size=batch_size), path,
+                 builder=ARCHITECTURES[arch])
+    _assert_same(a, b)
+    assert len(fused_epochs) == (3 if path == "fused" else 0)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("batch_size", [1, 6, 47])  # 47: a last batch of one sample
+def test_squared_error(batch_size, path):
+    x, _ = _data()
+    y = torch.stack([x[:, 0] * x[:, 1], x[:, 2] - x[:, 3], x[:, 4]], 1)
+    spec = TrainSpec(StopRule(3), batch_size=batch_size, loss="mse", trace_epochs=1)
+    a, b = _both(["rmsprop", "nesterov", "delta"], spec, path, x=x, y=y,
+                 builder=lambda: mlp([6, 5, 3], act=nn.Sigmoid))
+    _assert_same(a, b)
+    np.testing.assert_allclose(a.trace["loss"], b.trace["loss"], rtol=1e-10)
+
+
+@pytest.mark.parametrize("batch_size", [1, 48])
+def test_divergence_is_recorded_and_others_go_on(batch_size):
+    # A linear net on squared error explodes under plain SGD with a huge step; Adam's step is bounded.
+    x, _ = _data()
+    y = x[:, :3] * 100
+    members = build_members(lambda: mlp([6, 5, 3], act=nn.Identity), [0, 1], torch.float64) * 2
+    opts = [OptSpec("delta", 10.0)] * 2 + [OptSpec("adam", 0.01)] * 2
+    spec = TrainSpec(StopRule(6), batch_size=batch_size, loss="mse")
+    a = fit_batched(members, opts, x, y, spec, [0, 1, 0, 1], path="fused")
+    b = ENGINES.get("reference")(members, opts, x, y, spec, [0, 1, 0, 1])
+    assert a.diverged[:2].all() and not a.diverged[2:].any()
+    np.testing.assert_array_equal(a.diverged, b.diverged)
+    np.testing.assert_array_equal(a.diverged_epoch, b.diverged_epoch)
+    np.testing.assert_allclose(a.history["loss"][2:], b.history["loss"][2:], rtol=1e-10)
+    torch.testing.assert_close(_params(a)[_params(a).numel() // 2:], _params(b)[_params(b).numel() // 2:],
+                               rtol=1e-10, atol=1e-12)
+
+
+def test_auto_takes_the_fused_path_for_an_mlp_only(fused_epochs):
+    x, y = _data()
+    spec = TrainSpec(StopRule(2))
+    members = build_members(lambda: mlp([6, 5, 3]), SEEDS, torch.float64)
+    ENGINES.get("batched")(members, _opts(["adam"], SEEDS), x, y, spec, SEEDS)
+    assert len(fused_epochs) == 2
+    normed = build_members(lambda: nn.Sequential(nn.Linear(6, 5), nn.LayerNorm(5), nn.Tanh(), nn.Linear(5, 3)),
+                           SEEDS, torch.float64)
+    assert fused.why_not(StackedNet(normed), x, y, spec) is not None
+
+
+@pytest.mark.parametrize("model, loss, why", [
+    (lambda: nn.Sequential(nn.Linear(6, 5), nn.Softplus(), nn.Linear(5, 3)), "cross_entropy", "Softplus"),
+    (lambda: nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.Linear(5, 3)), "cross_entropy", "BatchNorm1d"),
+    (lambda: mlp([6, 5, 3]), "mse", "squared-error targets"),
+])
+def test_fused_refuses_what_it_does_not_cover(model, loss, why):
+    x, y = _data()
+    members = build_members(model, SEEDS, torch.float64)
+    spec = TrainSpec(StopRule(1), loss=loss)
+    with pytest.raises(UsageError, match=why):
+        fit_batched(members, _opts(["delta"], SEEDS), x, y, spec, SEEDS, path="fused")
+    with pytest.raises(UsageError, match="path must be"):
+        fit_batched(members, _opts(["delta"], SEEDS), x, y, spec, SEEDS, path="fast")
+
+
+@pytest.mark.parametrize("rule", OPTIMIZERS.names())
+@pytest.mark.parametrize("layout", ["rows", "transposed", "columns of a transposed stack"])
+@pytest.mark.parametrize("lr", [0.05, [0.01, 0.05, 0.2]])
+def test_in_place_step_equals_the_functional_update(rule, layout, lr):
+    # step_ (in place, fused kernels where the layout and hyperparameters allow) against update.
+    g = torch.Generator().manual_seed(0)
+    P = 7
+    base = torch.randn(3, P, generator=g, dtype=torch.float64)
+    if layout == "rows":
+        p = base.clone()
+    elif layout == "transposed":
+        p = base.t().contiguous().t()
+    else:
+        p = torch.cat([torch.zeros(P, 1, dtype=torch.float64), base.t().contiguous()], 1).t()[1:]
+    specs = _opts([rule], SEEDS, lr)
+    fast = OPTIMIZERS.get(rule)(specs, p).select(torch.arange(3), like=p)
+    slow = OPTIMIZERS.get(rule)(specs, base)
+    ref = base.clone()
+    for _ in range(4):
+        grad = torch.randn(3, P, generator=g, dtype=torch.float64)
+        fast.step_(p, grad.clone())
+        new, slow.state = slow.update(ref, grad, slow.state)
+        ref = new
+    torch.testing.assert_close(p, ref, rtol=1e-12, atol=1e-14)
+
+
+def test_select_keeps_each_members_state_and_bind_steps_in_place():
+    flat = torch.randn(5, 4, dtype=torch.float64)
+    opt = StackedOptimizer(_opts(["adam"], [0, 1]) + _opts(["delta"], [0, 1, 2]), flat)
+    opt.step(flat, torch.ones_like(flat))
+    sub = opt.select(torch.tensor([1, 3]), like=flat[[1, 3]].t().contiguous().t())
+    assert [(rows.start, rows.stop) for rows, _ in sub.groups] == [(0, 1), (1, 2)]
+    adam = sub.groups[0][1]
+    torch.testing.assert_close(adam.state["m"], opt.groups[0][1].state["m"][1:2])
+    assert adam.state["m"].t().is_contiguous()
+    kept = flat[[1, 3]].clone()
+    step = sub.bind(kept, torch.ones_like(kept))
+    before = kept.clone()
+    step()
+    assert (kept != before).all()
