@@ -61,3 +61,16 @@ def test_diverged_run_is_recorded_with_its_epoch_and_the_study_finishes(tmp_path
            [(name, r["seed"], r["diverged_epoch"]) for name, r in diverged]
     assert all(r["metrics"]["epochs"] == 3 for name, r in runs if not r["diverged"])  # the others went on
     assert "Diverged runs" in (out / "report.html").read_text()
+
+
+def test_seeds_default_per_study_and_scale(tmp_path, monkeypatch):
+    # Report B trained the weight trajectory 8 times: that study's default; the others use 3/5/10.
+    import dlstudies.app as app
+
+    seen = {}
+    monkeypatch.setattr(app, "run_config", lambda name, cfg, scale, n, *a, **k: seen.update({name: n}))
+    monkeypatch.setattr("dlstudies.report.render_report", lambda out: out)
+    assert main(["run", "weight-trajectory", "optimizers", "--out", str(tmp_path)]) == 0
+    assert seen == {"weight-trajectory": 8, "optimizers": 5}
+    assert main(["run", "weight-trajectory", "optimizers", "--seeds", "2", "--out", str(tmp_path)]) == 0
+    assert seen == {"weight-trajectory": 2, "optimizers": 2}

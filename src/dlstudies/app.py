@@ -32,7 +32,7 @@ def resolve_studies(names: list[str]) -> list[str]:
 def check_runtime(runtime: Runtime, seeds: int, backend: str = "local", workers: int = 1, **opts) -> None:
     if runtime.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available to PyTorch; valid here: cpu")
-    if seeds < 1:
+    if seeds is not None and seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {seeds}")
     check_workers(workers)
     EXECUTORS.get(backend)
@@ -93,6 +93,7 @@ def run_many(names, scale, seeds, data, overrides, runtime: Runtime, out: Path, 
     with EXECUTORS.get(backend)(workers=workers, **opts) as execute:
         check_writable(out, list(configs))
         for name, cfg in configs.items():
-            run_config(name, cfg, scale, seeds, runtime, out, execute, command)
+            n_seeds = STUDIES.get(name).default_seeds(scale) if seeds is None else seeds
+            run_config(name, cfg, scale, n_seeds, runtime, out, execute, command)
     from dlstudies.report import render_report
     print(render_report(out))

@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from dlstudies.config import DEFAULT_SEEDS, SCALES, Runtime
+from dlstudies.config import SCALES, Runtime
 from dlstudies.errors import UsageError
 
 EXIT_USAGE = 2
@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run studies and write results, figures and report.html")
     run.add_argument("studies", nargs="+", metavar="STUDY", help="study ids, or 'all'")
     run.add_argument("--scale", default="default", choices=SCALES)
-    run.add_argument("--seeds", type=int, default=None, help="number of seeds (default: 3/5/10 by scale)")
+    run.add_argument("--seeds", type=int, default=None, help="number of seeds (default: 3/5/10 by scale; weight-trajectory 8)")
     run.add_argument("--data", default=None, help="dataset name, or a .csv/.npz file or folder")
     run.add_argument("--data-dir", default=None, help="folder of a dataset's files (e.g. MNIST's IDX files)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -80,7 +80,7 @@ def _data(args, argv) -> int:
 def _run(args, argv) -> int:
     from dlstudies.app import run_many
     runtime = Runtime(engine=args.engine, device=args.device, data_dir=args.data_dir)
-    seeds = DEFAULT_SEEDS[args.scale] if args.seeds is None else args.seeds
+    seeds = args.seeds  # None: each study's default for the scale
     command = "dlstudies " + " ".join(shlex.quote(a) for a in argv)
     run_many(args.studies, args.scale, seeds, args.data, args.overrides, runtime, args.out, args.backend,
              args.workers, command, scheduler=args.scheduler)
