@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from scipy import stats as sps
 
-from dlstudies.report.html import write_atomic
+from dlstudies.store import write_atomic
 
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#000000", "#F0E442")
 CONFUSION_CMAP = "Blues"  # sequential, monotone in lightness: readable in grey and by all viewers

@@ -9,9 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-import os
 import re
-import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -19,26 +17,13 @@ import jinja2
 
 import dlstudies
 from dlstudies.errors import UsageError
+from dlstudies.store import write_atomic
 from dlstudies.studies import ORDER
 
 MIME = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 MISSING = "—"
 # Metrics whose values are fractions in [0, 1] read better as percentages.
 PERCENT_METRIC = re.compile(r"(^|_)acc(uracy)?(_|$)")
-
-
-def write_atomic(path, data: str | bytes) -> None:
-    """Write a temp file beside path, then rename it over path: readers never see half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; an output folder is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---- numbers -------------------------------------------------------------------------------
