@@ -45,7 +45,9 @@ def describe_datasets() -> list[str]:
     lines = []
     for name in dataset_names():
         try:
-            lines.append(load_data(name).describe())
+            data = load_data(name)
+            alias = f"{name} (= {data.name})" if data.name != name else name  # e.g. functions = f1
+            lines.append(alias + data.describe()[len(data.name):])
         except UsageError as err:
             lines.append(f"{name}: not available here: {err}")
     return lines
