@@ -19,6 +19,7 @@ performance issue, each marked met or not met.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import time
@@ -69,7 +70,7 @@ def jax_cost(rule: str, M: int, n: int, repeats: int) -> float | None:
 
     def init(key):
         params = []
-        for n_in, n_out in zip(SIZES[:-1], SIZES[1:]):
+        for n_in, n_out in itertools.pairwise(SIZES):
             key, kw, kb = jax.random.split(key, 3)
             bound = 1 / np.sqrt(n_in)
             params.append((jax.random.uniform(kw, (n_out, n_in), minval=-bound, maxval=bound),
@@ -154,7 +155,7 @@ def main() -> None:
             auto = None if args.no_autograd else torch_cost("batched", rule, M, args.steps, args.repeats, "autograd")
             jx = None if args.no_jax else jax_cost(rule, M, args.steps, args.repeats)
             results[rule, M] = (ref, fused, jx)
-            fmt = lambda v, p=2: "–" if v is None else f"{v:.{p}f}"  # noqa: E731
+            fmt = lambda v, p=2: "–" if v is None else f"{v:.{p}f}"
             print(f"| {rule} | {M} | {ref:.0f} | {fmt(auto)} | {fused:.2f} | {fmt(jx)} | {ref / fused:.0f}x | "
                   f"{'–' if jx is None else f'{fused / jx:.2f}x'} |", flush=True)
     print()

@@ -15,8 +15,8 @@ Adam, one step count), in-place elementwise ops otherwise. Both are held to stoc
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import torch
 
@@ -77,7 +77,7 @@ class Rule:
         return lambda: self.step_(p, g)
 
     def select(self, rows: torch.Tensor, like: torch.Tensor | None = None,
-               columns: torch.Tensor | None = None) -> "Rule":
+               columns: torch.Tensor | None = None) -> Rule:
         """The same rule restricted to members `rows` (state copied), e.g. to drop stopped members.
 
         `like`: the (len(rows), P) parameters it will step; state of that shape takes their memory
@@ -303,7 +303,7 @@ class StackedOptimizer:
         return step
 
     def select(self, rows: torch.Tensor, like: torch.Tensor | None = None,
-               columns: torch.Tensor | None = None) -> "StackedOptimizer":
+               columns: torch.Tensor | None = None) -> StackedOptimizer:
         """The optimizer of members `rows` only (sorted indices into this stack), state copied.
 
         `like`: the (len(rows), P) parameters it will step, whose memory layout the state takes;
