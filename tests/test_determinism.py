@@ -43,3 +43,20 @@ def test_two_local_workers_give_the_results_of_one(tmp_path, no_drawing):
     assert main([*ARGS, "--workers", "1", "--out", str(tmp_path / "one")]) == 0
     assert main([*ARGS, "--workers", "2", "--out", str(tmp_path / "two")]) == 0
     assert results(tmp_path / "two", {"command"}) == results(tmp_path / "one", {"command"})
+
+
+def test_reference_engine_gives_the_same_per_seed_results(tmp_path, capsys, no_drawing):
+    # The batched engine (fused path here) and one nn.Module + torch.optim per member, in float32:
+    # the same epochs and, to float32 rounding, the same losses and accuracies for every rule and seed.
+    runs = {}
+    for engine in ("batched", "reference"):
+        assert main([*ARGS, "--engine", engine, "--workers", "1", "--out", str(tmp_path / engine)]) == 0
+        data = results(tmp_path / engine)
+        runs[engine] = {(c, r["seed"]): r["metrics"] for c, v in data["conditions"].items() for r in v["runs"]}
+    assert runs["batched"].keys() == runs["reference"].keys() and len(runs["batched"]) == 10
+    for key, ours in runs["batched"].items():
+        ref = runs["reference"][key]
+        assert ours["epochs"] == ref["epochs"], key
+        assert ours["final_loss"] == pytest.approx(ref["final_loss"], rel=1e-4), key
+        for split in ("train_acc", "val_acc", "test_acc"):
+            assert ours[split] == pytest.approx(ref[split], abs=0.02), (key, split)

@@ -34,9 +34,11 @@ def fit_members(unit: Unit, builder: Callable[[], nn.Module], opt: OptSpec, x: t
 
 
 def image_mlp(data, hidden: Sequence[int], act: Callable[[], nn.Module], norm=None) -> Callable[[], nn.Module]:
-    """Builder of an MLP classifier on flattened images: inputs -> hidden -> one output per class."""
+    """Builder of an MLP classifier: inputs (images flattened) -> hidden -> one output per class."""
     sizes = [math.prod(data.input_shape), *hidden, data.n_classes]
-    return lambda: mlp(sizes, act=act, norm=norm, flatten=True)
+    # Flatten only images: a plain MLP on feature vectors stays eligible for the fused engine path.
+    flatten = len(data.input_shape) > 1
+    return lambda: mlp(sizes, act=act, norm=norm, flatten=flatten)
 
 
 def split_metrics(models, data, splits: Sequence[str] = ("train", "test")) -> dict:
