@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from dlstudies.cli import main
+from dlstudies.studies import ORDER
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 SCREENSHOT = Path(__file__).resolve().parents[2] / "test-output" / "report.png"
@@ -38,9 +39,8 @@ def _driver():
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("browser")
-    code = main(["run", "optimizers", "--scale", "smoke", "--seeds", "2", "--set", "max_epochs=2",
-                 "--set", "n_train=60", "--out", str(out), "--workers", "1"])
-    assert code == 0
+    # Every study at smoke scale: the page a user gets from `dlstudies run all`, all 13 sections.
+    assert main(["run", "all", "--scale", "smoke", "--seeds", "2", "--out", str(out)]) == 0
     return out / "report.html"
 
 
@@ -55,9 +55,11 @@ def test_report_renders_in_chromium(report):
         SCREENSHOT.parent.mkdir(exist_ok=True)
         driver.save_screenshot(str(SCREENSHOT))
         title = driver.title
+        sections = driver.execute_script("return Array.from(document.querySelectorAll('section[id]')).map(s => s.id)")
     finally:
         driver.quit()
-    assert len(images) >= 4, "the optimizers section draws at least four figures"
+    assert len(images) >= 2 * len(ORDER), "every study draws at least two figures"
     assert all(ok for ok, _ in images), [name for ok, name in images if not ok]
     assert errors == []
     assert "dlstudies" in title.lower()
+    assert sections == list(ORDER), "one section per study, in the order of the studies"
