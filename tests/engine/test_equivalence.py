@@ -1,6 +1,8 @@
 """The batched engine against the reference engine (one nn.Module + stock torch.optim per member),
 in float64: every optimizer, both stop rules, pattern mode and mini-batches, early stoppers."""
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -93,3 +95,17 @@ def test_divergence_is_recorded_and_others_go_on():
     np.testing.assert_array_equal(a.diverged_epoch, b.diverged_epoch)
     assert (a.epochs[~a.diverged] == 6).all()
     assert (a.diverged_epoch[:2] < 6).all()
+
+
+@pytest.mark.parametrize("path", ["fused", "autograd"])
+def test_trace_of_members_that_stop_early_is_nan_after_their_end(path, monkeypatch):
+    from dlstudies.engine import batched
+    monkeypatch.setitem(ENGINES._items, "batched", functools.partial(batched.fit_batched, path=path))
+    spec = TrainSpec(StopRule(40, tolerance=2e-3), batch_size=8, trace_epochs=40)
+    a, b = _both(["adam", "delta"], spec, lr=0.02)
+    assert len(set(a.epochs.tolist())) > 1
+    steps = 48 // 8
+    for k in ("loss", "grad_norm"):
+        np.testing.assert_allclose(a.trace[k], b.trace[k], rtol=1e-10, atol=1e-12, equal_nan=True)
+        for i, n in enumerate(a.epochs):
+            assert np.isfinite(a.trace[k][i, :n * steps]).all() and np.isnan(a.trace[k][i, n * steps:]).all()

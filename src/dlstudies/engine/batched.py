@@ -44,6 +44,7 @@ def fit_batched(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.
             held = _hold_stopped(net, log.active)
             losses, trace = _epoch(net, opt, x, y, order(epoch).to(spec.device), spec, epoch < spec.trace_epochs)
             _put_back(net, held)
+            trace = _stopped_as_nan(trace, log.active)
         traces += [trace] if trace is not None else []
         log.end_epoch(epoch, losses, _probe(net, spec))
         opt.set_active(log.active.to(spec.device))
@@ -62,6 +63,14 @@ def _fused_trainer(net: StackedNet, opt: StackedOptimizer, x, y, spec: TrainSpec
     if path == "fused" and reason is not None:
         raise UsageError(f"the fused path does not apply: {reason}")
     return fused.FusedTrainer(net, opt, x, y, spec) if reason is None else None
+
+
+def _stopped_as_nan(trace: dict | None, active: torch.Tensor) -> dict | None:
+    # As the fused path and the reference engine record it: a stopped member has no steps.
+    if trace is None or bool(active.all()):
+        return trace
+    rows = active.to(next(iter(trace.values())).device).unsqueeze(1)
+    return {k: torch.where(rows, v, torch.full_like(v, float("nan"))) for k, v in trace.items()}
 
 
 def _hold_stopped(net: StackedNet, active: torch.Tensor):

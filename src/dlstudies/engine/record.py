@@ -27,15 +27,11 @@ class FitResult:
     @staticmethod
     def concat(parts: list["FitResult"]) -> "FitResult":
         """Members fitted separately (reference engine) as one result."""
-        width = max(p.history["loss"].shape[1] for p in parts)
-        # A probe may record more than a number per epoch (a confusion matrix): pad the epoch axis only.
-        pad = lambda a: np.pad(a, [(0, 0), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2),  # noqa: E731
-                               constant_values=np.nan)
         cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
         return FitResult(
             cat("epochs"), cat("converged"), cat("diverged"), cat("diverged_epoch"),
-            {k: np.concatenate([pad(p.history[k]) for p in parts]) for k in parts[0].history},
-            None if parts[0].trace is None else {k: np.concatenate([p.trace[k] for p in parts]) for k in parts[0].trace},
+            {k: _padded_cat([p.history[k] for p in parts]) for k in parts[0].history},
+            None if parts[0].trace is None else {k: _padded_cat([p.trace[k] for p in parts]) for k in parts[0].trace},
             [m for p in parts for m in p.models],
             None if parts[0].snapshots is None else np.concatenate([p.snapshots for p in parts]),
         )
@@ -45,6 +41,15 @@ class FitResult:
         h = self.history[name]
         last = np.maximum(self.epochs - 1, 0)
         return h[np.arange(len(h)), last]
+
+
+def _padded_cat(arrays: list[np.ndarray]) -> np.ndarray:
+    """Members' (1, steps, ...) records stacked; a member that stopped sooner is NaN after its end.
+    A probe may record more than a number per epoch (a confusion matrix): only axis 1 is padded."""
+    width = max(a.shape[1] for a in arrays)
+    pad = lambda a: np.pad(a, [(0, 0), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2),  # noqa: E731
+                           constant_values=np.nan)
+    return np.concatenate([pad(a.astype(float)) for a in arrays])
 
 
 class EpochLog:
