@@ -44,6 +44,17 @@ def test_run_writes_results_and_report_which_rebuilds_without_training(tmp_path,
     assert (out / "report.html").is_file()
 
 
+def test_report_redraw_draws_the_figures_again_from_results_alone(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    assert main(["run", "optimizers", *TINY, "--out", str(out)]) == 0
+    figures = json.loads((out / "optimizers" / "results.json").read_text())["figures"]
+    for name in figures:
+        (out / "optimizers" / name).unlink()
+    monkeypatch.setattr(dlstudies.runner, "execute_unit", lambda unit: pytest.fail("report trained a unit"))
+    assert main(["report", str(out), "--redraw"]) == 0
+    assert figures and all((out / "optimizers" / name).stat().st_size > 0 for name in figures)
+
+
 def test_diverged_run_is_recorded_with_its_epoch_and_the_study_finishes(tmp_path, capsys, no_drawing):
     # lr 1e37 overflows float32 in RMSprop's first steps (loss inf/NaN); plain delta stays finite.
     out = tmp_path / "out"

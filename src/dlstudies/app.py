@@ -97,3 +97,14 @@ def run_many(names, scale, seeds, data, overrides, runtime: Runtime, out: Path, 
             run_config(name, cfg, scale, n_seeds, runtime, out, execute, command)
     from dlstudies.report import render_report
     print(render_report(out))
+
+
+def redraw_figures(out: Path) -> None:
+    """Each study's figures drawn again from its saved results.json alone: no training, and the
+    figure list in results.json stays as it is (the same study draws the same files)."""
+    from dlstudies.report.html import load_results
+
+    load_studies()
+    for folder, results in load_results(out):
+        if results.get("study") in STUDIES:
+            STUDIES.get(results["study"]).figures(results, folder)

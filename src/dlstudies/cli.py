@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="address of a running dask scheduler, e.g. tcp://host:8786 (with --backend dask; docs/cluster.md)")
     rep = sub.add_parser("report", help="rebuild report.html from saved results, without training")
     rep.add_argument("out", type=Path)
+    rep.add_argument("--redraw", action="store_true", help="also redraw every study's figures from its results.json")
     return p
 
 
@@ -88,8 +89,11 @@ def _run(args, argv) -> int:
 
 
 def _report(args, argv) -> int:
+    from dlstudies.app import redraw_figures
     from dlstudies.report import render_report
     try:
+        if args.redraw:
+            redraw_figures(args.out)
         print(render_report(args.out))
     except OSError as err:
         raise UsageError(f"report '{args.out}': {err.strerror or err}") from None
