@@ -57,7 +57,7 @@ ACCURACIES = ("train_acc", "val_acc", "test_acc", "gap")
 
 @dataclass(frozen=True)
 class Config:
-    data: str = "digits36"
+    data: str = "mnist1d36"
     hidden: tuple[int, ...] = (20, 10)
     activation: str = "tanh"
     norms: tuple[str, ...] = NORMALIZATIONS

@@ -45,7 +45,7 @@ METRICS = ("epochs", "final_loss", "train_acc", "val_acc", "test_acc")
 
 @dataclass(frozen=True)
 class Config:
-    data: str = "digits36"
+    data: str = "mnist1d36"
     hidden: tuple[int, ...] = (20, 10)
     activation: str = "tanh"
     rules: tuple[str, ...] = RULES

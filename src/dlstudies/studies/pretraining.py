@@ -60,7 +60,7 @@ AANN_STREAM = 2_000_003
 
 @dataclass(frozen=True)
 class Config:
-    data: str = "digits36"
+    data: str = "mnist1d36"
     encoder: tuple[int, ...] = (28, 20, 17, 13, 10, 7)  # the classifier's hidden layers
     layers_per_aann: int = 2  # AANN k pre-trains hidden layers 2k-1 and 2k
     activation: str = "tanh"
