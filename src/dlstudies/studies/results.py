@@ -183,3 +183,28 @@ def summarize_study(study, cfg, unit_results: list[dict]) -> dict:
     if study.setup is not None:
         results["setup"] = study.setup(cfg)
     return results
+
+
+# ---- readings of one run's curves (METHOD.md §3) -----------------------------------------------
+
+def epochs_to(curve: Sequence, target: float, below: bool = True) -> int | None:
+    """Time to a target: the first epoch (1-based) whose value is at most (below) or at least
+    `target`; None if none is."""
+    x = np.asarray([np.nan if v is None else v for v in curve], dtype=float)
+    hit = x <= target if below else x >= target
+    return int(np.argmax(hit)) + 1 if hit.any() else None
+
+
+def loss_auc(curve: Sequence) -> float | None:
+    """Area under the mean-epoch-loss curve per epoch (the mean loss over the budget); None if any
+    value is not finite."""
+    x = np.asarray([np.nan if v is None else v for v in curve], dtype=float)
+    return float(np.mean(x)) if len(x) and np.all(np.isfinite(x)) else None
+
+
+def stop_epoch(loss: Sequence, tolerance: float) -> tuple[int, bool]:
+    """Report A's stop rule read off a loss history that ran on: (index of the epoch the rule
+    |Δ loss| < tolerance ends on, whether it fired). Exact for members trained independently."""
+    x = np.asarray([np.nan if v is None else v for v in loss], dtype=float)
+    hit = np.abs(np.diff(x)) < tolerance
+    return (int(np.argmax(hit)) + 1, True) if hit.any() else (len(x) - 1, False)
