@@ -84,7 +84,7 @@ def test_summary_markdown_has_one_row_per_study(out_dir):
     # STUDIES.md order (optimizers before normalization), not alphabetical
     assert lines[2].startswith("| optimizers | Which update rule")
     assert lines[3].startswith("| normalization | Does BatchNorm help? | Yes, +2 points. |")
-    assert "1/2" in lines[2]
+    assert "1 / 1 / 0" in lines[2]  # supported / contradicted / inconclusive
     assert not [p for p in out_dir.iterdir() if p.name.endswith(".tmp")]
 
 
