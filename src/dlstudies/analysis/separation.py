@@ -31,7 +31,7 @@ def perturbed(members: Sequence[nn.Module], seeds: Sequence[int], scale: float) 
     out = []
     for member, seed in zip(members, seeds):
         twin = copy.deepcopy(member)
-        theta = parameters_to_vector(twin.parameters())
+        theta = parameters_to_vector(twin.parameters()).detach()
         g = torch.Generator().manual_seed(DIRECTION_STREAM + int(seed))
         u = torch.randn(theta.shape, generator=g, dtype=torch.float64).to(theta.dtype)
         vector_to_parameters(theta + scale * theta.norm() * u / u.norm(), twin.parameters())

@@ -54,7 +54,7 @@ from dlstudies.studies.training import divergence, image_mlp, member_dtype
 
 RULES = ("delta", "generalized-delta", "adagrad", "rmsprop", "adam")
 # Read at max_epochs, the equal budget of every rule (the times to target before it).
-METRICS = ("epochs_to_target", "samples_to_target", "loss_auc", "final_loss", "train_acc", "val_acc", "test_acc")
+METRICS = ("target_loss_epochs", "target_loss_samples", "loss_auc", "final_loss", "train_acc", "val_acc", "test_acc")
 # Report A's reading: at the epoch its stop rule |Δ loss| < tolerance ends each run.
 STOP_METRICS = ("stop_rule_epochs", "stop_rule_loss", "stop_rule_train_acc", "stop_rule_test_acc")
 SEPARATION_METRICS = ("separation_rate", "separation_distance")
@@ -146,13 +146,13 @@ def _run(cfg: Config, fit, i: int, rule: str, seed: int, n_train: int) -> dict:
     diverged, last = bool(fit.diverged[i]), int(fit.epochs[i]) - 1
     e, converged = stop_epoch(loss, cfg.tolerance)
     to_target = epochs_to(loss, cfg.target_loss)
-    metrics = {"epochs_to_target": to_target, "samples_to_target": None if to_target is None else to_target * n_train,
+    metrics = {"target_loss_epochs": to_target, "target_loss_samples": None if to_target is None else to_target * n_train,
                "loss_auc": None if diverged else loss_auc(loss), "final_loss": float(loss[-1]),
                **{f"{s}_acc": float(fit.history[f"{s}_acc"][i, last]) for s in SPLITS},
                "stop_rule_epochs": e + 1, "stop_rule_loss": float(loss[e]),
                **{f"stop_rule_{s}_acc": float(fit.history[f"{s}_acc"][i, e]) for s in ("train", "test")}}
     if diverged:  # the weights are broken: nothing they measure after it says anything
-        metrics = {k: (v if k == "epochs_to_target" or k == "samples_to_target" else None) for k, v in metrics.items()}
+        metrics = {k: (v if k == "target_loss_epochs" or k == "target_loss_samples" else None) for k, v in metrics.items()}
     return {"condition": rule, "seed": seed, "metrics": metrics,
             "curves": {"loss": loss.tolist(), **{f"{s}_acc": fit.history[f"{s}_acc"][i, :len(loss)].tolist() for s in SPLITS}},
             "confusion": {s: fit.history[f"{s}_confusion"][i, last].tolist() for s in ("train", "test")},
@@ -208,7 +208,7 @@ def summarize(cfg: Config, unit_results: list[dict], standard: dict) -> dict:
     separation = _separation_table(unit_results)
     tables = [main_table(conditions, STOP_METRICS, "Report A's measure: each run read at the epoch its stop rule "
                          f"|Δ loss| < {sig(cfg.tolerance)} fires (or at the budget)"),
-              *[_pairwise(conditions, m) for m in ("epochs_to_target", "test_acc")],
+              *[_pairwise(conditions, m) for m in ("target_loss_epochs", "test_acc")],
               main_table(ordering["table"], ("within_epoch_loss_std",), f"One epoch of {ordering['rule']}, per seed: "
                          "standard deviation of the per-sample loss")]
     if separation:
@@ -250,6 +250,7 @@ def _merge_ordering(unit_results: list[dict]) -> dict:
 
 
 ALL_RULES = "all rules"
+SEPARATED = 0.01  # relative distance beyond which two runs of a seed count as separated
 
 
 def _separation_table(unit_results: list[dict]) -> dict:
@@ -285,7 +286,7 @@ def _sanity(cfg: Config, separation: dict) -> list[dict]:
 
 def claims(cfg: Config) -> list[Claim]:
     out = [Claim("Adam reaches a given training loss in fewer epochs than plain SGD (the delta rule) at the same "
-                 "learning rate", "Kingma & Ba 2015", "epochs_to_target", "directional", a="adam", b="delta",
+                 "learning rate", "Kingma & Ba 2015", "target_loss_epochs", "directional", a="adam", b="delta",
                  direction="lower"),
            Claim("Samples in class order make the per-sample loss swing within an epoch as the model chases each "
                  "class in turn; shuffling removes the swings", "LeCun et al. 1998 (Efficient BackProp); report A, "
@@ -301,7 +302,7 @@ def claims(cfg: Config) -> list[Claim]:
 def answer(cfg: Config, results: dict) -> str:
     main = results["checks"][0]
     head = f"{opening(main['verdict'], yes_no=False)} {_main_sentence(cfg, main)}"
-    parts = [head, _best_sentence(results, "epochs_to_target", "reached the target loss first", "epochs"),
+    parts = [head, _best_sentence(results, "target_loss_epochs", "reached the target loss first", "epochs"),
              _best_sentence(results, "test_acc", f"was most accurate on test data after {cfg.max_epochs} epochs", ""),
              _convergence_sentence(results), _separation_sentence(cfg, results.get("separation") or {})]
     return " ".join(p for p in parts if p)
@@ -310,7 +311,7 @@ def answer(cfg: Config, results: dict) -> str:
 def _main_sentence(cfg: Config, check: dict) -> str:
     if check["effect"] is None:
         return f"Adam against the delta rule on epochs to the training loss {sig(cfg.target_loss)}: {check['evidence']}."
-    m = "epochs_to_target"
+    m = "target_loss_epochs"
     return (f"Adam reached the training loss {sig(cfg.target_loss)} in {effect_text(m, check['effect'])} the epochs of "
             f"the delta rule {interval_text(m, check['ci95'], effect=True)} (geometric mean over {check['n']} seeds, "
             f"sign-flip p = {_p(check['p_value'])}; Kingma & Ba 2015 found Adam faster than SGD).")
@@ -357,18 +358,22 @@ def _convergence_sentence(results: dict) -> str:
 
 
 def _separation_sentence(cfg: Config, separation: dict) -> str:
-    if ALL_RULES not in separation or separation[ALL_RULES]["summary"]["separation_rate"]["value"] is None:
+    rules = {c: v["summary"] for c, v in separation.items() if c != ALL_RULES}
+    if not rules or all(s["separation_rate"]["value"] is None for s in rules.values()):
         return ""
-    rate = separation[ALL_RULES]["summary"]["separation_rate"]
-    far = [separation[c]["summary"]["separation_distance"]["value"] for c in separation if c != ALL_RULES]
-    far = [v for v in far if v is not None]
-    apart = max(far) if far else None
-    verdict = ("so a seed's numbers are one draw of its trajectory and only the spread over seeds says what a rule does"
-               if apart is not None and apart > 0.01 else
-               "so a seed's numbers follow from its initial weights; runs differ because their initial weights do")
-    return (f"Runs from initial weights {sig(cfg.separation_scale)} apart separated by {cell(rate, 'separation_rate')} "
-            f"per epoch (geometric mean over seeds and rules), up to {sig(apart)} of the weights' norm apart after "
-            f"{cfg.separation_epochs} epochs, {verdict}.")
+    rates = ", ".join(f"{c} {effect_text('separation_rate', s['separation_rate']['value'])}" for c, s in rules.items())
+    apart = [c for c, s in rules.items() if (s["separation_distance"]["value"] or 0) > SEPARATED]
+    kept = [c for c in rules if c not in apart]
+    text = (f"Two runs of a seed from initial weights {sig(cfg.separation_scale)} apart drift apart per epoch by "
+            f"{rates} (geometric means over seeds).")
+    if apart:
+        text += (f" Within {cfg.separation_epochs} epochs {', '.join(apart)} end more than {SEPARATED:.0%} of the "
+                 "weights' norm apart: there one seed's numbers are one draw of a chaotic trajectory and only the "
+                 "spread over seeds says what the rule does")
+    if kept:
+        text += (f"{';' if apart else ''} {', '.join(kept)} stay within {SEPARATED:.0%}: a seed's numbers follow from "
+                 "its initial weights, and runs differ because their initial weights do")
+    return text + "."
 
 
 def setup(cfg: Config) -> str:
