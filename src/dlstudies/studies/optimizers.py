@@ -43,14 +43,13 @@ from dlstudies.config import require
 from dlstudies.data import load_data
 from dlstudies.data.base import subsample
 from dlstudies.engine import ENGINES, StopRule, TrainSpec
-from dlstudies.engine.evaluate import accuracy, confusion
 from dlstudies.models.builders import ACTIVATIONS, build_members
 from dlstudies.optim import OPTIMIZERS, OptSpec
 from dlstudies.report import figures as fig
 from dlstudies.studies.base import Study, StudyConfig, Unit, register
 from dlstudies.studies.results import (cell, describe_conditions, epochs_to, group_runs, loss_auc, main_table,
                                        stop_epoch, still_improving)
-from dlstudies.studies.training import divergence, image_mlp, member_dtype
+from dlstudies.studies.training import divergence, image_mlp, member_dtype, split_probe
 
 RULES = ("delta", "generalized-delta", "adagrad", "rmsprop", "adam")
 # Read at max_epochs, the equal budget of every rule (the times to target before it).
@@ -58,7 +57,7 @@ METRICS = ("target_loss_epochs", "target_loss_samples", "loss_auc", "final_loss"
 # Report A's reading: at the epoch its stop rule |Δ loss| < tolerance ends each run.
 STOP_METRICS = ("stop_rule_epochs", "stop_rule_loss", "stop_rule_train_acc", "stop_rule_test_acc")
 SEPARATION_METRICS = ("separation_rate", "separation_distance")
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test")  # split_probe records each one's accuracy per epoch
 
 
 def _rule(check, text: str) -> dict:
@@ -78,8 +77,9 @@ class Config(StudyConfig):
     batch_size: int = 1  # pattern mode
     n_train: int | None = None  # None: the whole training split
     seed_chunk: int = 10  # seeds per work unit; every rule of a block trains in one stack
-    # Time to target: a fixed setting chosen from pilot runs (every rule reaches it within max_epochs).
-    target_loss: float = field(default=1.0, metadata=_rule(lambda v: v > 0, "must be > 0"))
+    # Time to target: a fixed setting chosen from pilot runs on mnist1d36 (2 seeds, 1000 epochs): every
+    # rule passes 1.25 within 34 epochs, while Adam at this lr never gets below 1.14 (ln 5 = 1.61 at the start).
+    target_loss: float = field(default=1.25, metadata=_rule(lambda v: v > 0, "must be > 0"))
     separation_epochs: int = field(default=30, metadata=_rule(lambda v: v >= 0, "must be >= 0 (0: no separation runs)"))
     separation_scale: float = field(default=1e-7, metadata=_rule(lambda v: 0 < v < 1, "must be in (0, 1)"))
 
@@ -91,7 +91,7 @@ class Config(StudyConfig):
         require(self.max_epochs >= 2, f"max_epochs must be >= 2, got {self.max_epochs}")
 
 
-PRESETS = {"smoke": Config(max_epochs=15, n_train=300, target_loss=1.5, separation_epochs=3),
+PRESETS = {"smoke": Config(max_epochs=15, n_train=300, target_loss=1.55, separation_epochs=3),
            "default": Config(), "paper": Config(max_epochs=1000)}
 
 
@@ -113,20 +113,6 @@ def run_unit(unit: Unit) -> dict:
 
 
 # ---- the rules: one fit of every rule and seed for the whole budget ----------------------------
-
-def split_probe(data):
-    """Accuracy on every split and train/test confusion after every epoch (one forward per split)."""
-    def probe(predict):
-        out = {}
-        for name in SPLITS:
-            split = getattr(data, name)
-            outputs = predict(split.x)
-            out[f"{name}_acc"] = accuracy(outputs, split.y)
-            if name != "val":
-                out[f"{name}_confusion"] = confusion(outputs, split.y, data.n_classes).double()
-        return out
-    return probe
-
 
 def _rules_unit(unit: Unit) -> dict:
     cfg: Config = unit.config
