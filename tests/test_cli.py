@@ -70,7 +70,7 @@ def test_diverged_run_is_recorded_with_its_epoch_and_the_study_finishes(tmp_path
         assert set(r["metrics"].values()) == {None}  # broken weights measure nothing
     assert [(d["condition"], d["seed"], d["epoch"]) for d in results["diverged"]] == \
            [(name, r["seed"], r["diverged_epoch"]) for name, r in diverged]
-    assert all(r["metrics"]["epochs"] == 3 for name, r in runs if not r["diverged"])  # the others went on
+    assert all(len(r["curves"]["loss"]) == 3 for name, r in runs if not r["diverged"])  # the others went on
     assert "Diverged runs" in (out / "report.html").read_text()
 
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from scipy.stats import gmean
 
 from dlstudies.analysis import stats
 from dlstudies.analysis.claims import Claim, opening, sanity
@@ -137,8 +138,8 @@ def _run(cfg: Config, fit, i: int, rule: str, seed: int, n_train: int) -> dict:
                **{f"{s}_acc": float(fit.history[f"{s}_acc"][i, last]) for s in SPLITS},
                "stop_rule_epochs": e + 1, "stop_rule_loss": float(loss[e]),
                **{f"stop_rule_{s}_acc": float(fit.history[f"{s}_acc"][i, e]) for s in ("train", "test")}}
-    if diverged:  # the weights are broken: nothing they measure after it says anything
-        metrics = {k: (v if k == "target_loss_epochs" or k == "target_loss_samples" else None) for k, v in metrics.items()}
+    if diverged:  # the weights are broken: they measure nothing (the run is counted as diverged)
+        metrics = dict.fromkeys(metrics)
     return {"condition": rule, "seed": seed, "metrics": metrics,
             "curves": {"loss": loss.tolist(), **{f"{s}_acc": fit.history[f"{s}_acc"][i, :len(loss)].tolist() for s in SPLITS}},
             "confusion": {s: fit.history[f"{s}_confusion"][i, last].tolist() for s in ("train", "test")},
@@ -256,7 +257,7 @@ def _separation_table(unit_results: list[dict]) -> dict:
 
 def _geo(values: list) -> float | None:
     x = np.asarray([np.nan if v is None else v for v in values], dtype=float)
-    return float(np.exp(np.mean(np.log(x)))) if len(x) and np.all(np.isfinite(x) & (x > 0)) else None
+    return float(gmean(x)) if len(x) and np.all(np.isfinite(x) & (x > 0)) else None
 
 
 def _sanity(cfg: Config, separation: dict) -> list[dict]:
