@@ -126,10 +126,10 @@ def _unit_results(epochs: dict[str, list[int]], acc: dict[str, list[float]]):
     runs = []
     for rule, per_seed in epochs.items():
         for seed, e in enumerate(per_seed):
-            loss = list(np.maximum(2.0 - np.arange(1, 41) / e, 0.99))
-            metrics = {"target_loss_epochs": e, "target_loss_samples": e * 100, "loss_auc": float(np.mean(loss)),
-                       "final_loss": loss[-1], "train_acc": acc[rule][seed] + 0.05, "val_acc": acc[rule][seed],
-                       "test_acc": acc[rule][seed], "stop_rule_epochs": e + 2, "stop_rule_loss": 0.99,
+            loss = list(np.maximum(2.0 - np.arange(1, 41) / (e or 80), 0.99))
+            metrics = {"target_loss_epochs": e, "target_loss_samples": None if e is None else e * 100,
+                       "loss_auc": float(np.mean(loss)), "final_loss": loss[-1], "train_acc": acc[rule][seed] + 0.05, "val_acc": acc[rule][seed],
+                       "test_acc": acc[rule][seed], "stop_rule_epochs": (e or 38) + 2, "stop_rule_loss": 0.99,
                        "stop_rule_train_acc": 0.5, "stop_rule_test_acc": 0.5}
             runs.append({"condition": rule, "seed": seed, "metrics": metrics, "curves": {"loss": loss},
                          "confusion": {"train": np.eye(5).tolist(), "test": np.eye(5).tolist()},
@@ -159,3 +159,12 @@ def test_answer_names_the_best_rule_against_the_runner_up():
     assert "stay within 1%" in answer  # 8e-7 apart: a seed's numbers follow from its initial weights
     pairs = next(t for t in results["tables"] if t.get("pairs") and t["pairs"][0]["metric"] == "test_acc")
     assert len(pairs["rows"]) == 6 and "Holm-adjusted" in pairs["title"]
+
+
+def test_answer_counts_runs_that_never_reached_the_target():
+    epochs = {"delta": [5] * 10, "adam": [15] * 8 + [None, None]}
+    acc = {"delta": [0.6] * 10, "adam": [0.4] * 10}
+    cfg = opt.Config(rules=tuple(epochs), separation_epochs=3)
+    results = summarize_study(STUDIES.get("optimizers"), cfg, _unit_results(epochs, acc))
+    assert "never reached the target loss within the budget (left out of its times): adam 2 of 10." in results["answer"]
+    assert results["checks"][0]["n"] == 8 and results["checks"][0]["n_missing"] == 2

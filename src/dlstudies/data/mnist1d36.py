@@ -9,11 +9,11 @@ points, then min-max scaled to [0, 1] over the whole set. The generator's seed i
 arrays are the same on every machine; they are built once per process and cached in memory (no
 files are written).
 
-Difficulty (measured, optimizers study's settings: 36-20-10-5 tanh, lr 0.01, pattern mode): with
-the generator's own noise (NOISE) the rules end at 38-61% test accuracy after 200 epochs (median
-over rules 49%, none above 62% at 1000 epochs), and report A's stop rule halts them at epochs
-46-226 with losses 0.83-1.18 (report A: 55-176, 0.96-1.28). More noise would only push the
-weakest rules towards chance.
+Difficulty (measured with the optimizers study at default: 36-20-10-5 tanh, lr 0.01, pattern mode,
+10 seeds, 200 epochs): with the generator's own noise (NOISE) the five rules end at mean test
+accuracies of 38-60% (median over rules 49%, no single run above 62%), and report A's stop rule
+halts them at epochs 54-126 (geometric means) with losses 0.95-1.28 and test accuracies 35-52%
+(report A: 55-176 epochs, losses 0.96-1.28, 40-45%). More noise would push the weakest rules to chance.
 """
 
 from __future__ import annotations

@@ -289,7 +289,8 @@ def claims(cfg: Config) -> list[Claim]:
 def answer(cfg: Config, results: dict) -> str:
     main = results["checks"][0]
     head = f"{opening(main['verdict'], yes_no=False)} {_main_sentence(cfg, main)}"
-    parts = [head, _best_sentence(results, "target_loss_epochs", "reached the target loss first", "epochs"),
+    parts = [head, _unreached_sentence(results["conditions"]),
+             _best_sentence(results, "target_loss_epochs", "reached the target loss first", "epochs"),
              _best_sentence(results, "test_acc", f"was most accurate on test data after {cfg.max_epochs} epochs", ""),
              _convergence_sentence(results), _separation_sentence(cfg, results.get("separation") or {})]
     return " ".join(p for p in parts if p)
@@ -302,6 +303,15 @@ def _main_sentence(cfg: Config, check: dict) -> str:
     return (f"Adam reached the training loss {sig(cfg.target_loss)} in {effect_text(m, check['effect'])} the epochs of "
             f"the delta rule {interval_text(m, check['ci95'], effect=True)} (geometric mean over {check['n']} seeds, "
             f"sign-flip p = {_p(check['p_value'])}; Kingma & Ba 2015 found Adam faster than SGD).")
+
+
+def _unreached_sentence(conditions: dict) -> str:
+    """Runs that never reached the target (and did not diverge): their time is missing, not long."""
+    never = {c: sum(r["metrics"]["target_loss_epochs"] is None and not r.get("diverged") for r in v["runs"])
+             for c, v in conditions.items()}
+    parts = [f"{c} {k} of {len(conditions[c]['runs'])}" for c, k in never.items() if k]
+    return (f"Runs that never reached the target loss within the budget (left out of its times): {', '.join(parts)}."
+            if parts else "")
 
 
 def _ranked(conditions: dict, metric: str) -> list[str]:
@@ -336,12 +346,12 @@ def _pair_row(results: dict, metric: str, a: str, b: str) -> dict:
 def _convergence_sentence(results: dict) -> str:
     conv = results["convergence"]
     runs = sum(c["runs"] for c in conv.values())
-    still = {c: v["still_improving"] for c, v in conv.items() if v["still_improving"]}
-    lost = {c: v["diverged"] for c, v in conv.items() if v["diverged"]}
-    text = (f"Still improving at the budget's end: {', '.join(f'{c} {k}' for c, k in still.items())} of each rule's runs, "
-            "so the accuracies are the budget's, not the rules' limits." if still else
+    still = [f"{c} {v['still_improving']} of {v['runs']}" for c, v in conv.items() if v["still_improving"]]
+    lost = [f"{c} {v['diverged']} of {v['runs']}" for c, v in conv.items() if v["diverged"]]
+    text = (f"Runs still improving at the budget's end (the loss fell > 1% over its last 10%): {', '.join(still)}; "
+            "their accuracies are the budget's, not the rules' limits." if still else
             f"None of the {runs} runs was still improving at the budget's end.")
-    return text + (f" Diverged: {', '.join(f'{c} in {k}' for c, k in lost.items())}." if lost else "")
+    return text + (f" Diverged: {', '.join(lost)}." if lost else "")
 
 
 def _separation_sentence(cfg: Config, separation: dict) -> str:
