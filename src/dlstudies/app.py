@@ -7,17 +7,24 @@ nothing half-written behind.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from dlstudies.config import SCALES, Runtime
+from dlstudies.config import MAX_SEEDS, SCALES, Runtime
 from dlstudies.errors import UsageError
 from dlstudies.executors import EXECUTORS, check_workers
+from dlstudies.lock import Held, output_lock
+from dlstudies.memory import FUNCTION_DATA, check_memory, data_shape
 from dlstudies.runner import run_config, study_config
+from dlstudies.store import output_faults
 from dlstudies.studies import STUDIES, load_studies, ordered_studies
+
+MAX_WORKERS = 1024  # processes of one machine's pool or LocalCluster; more is a typo
 
 
 def resolve_studies(names: list[str]) -> list[str]:
@@ -32,9 +39,11 @@ def resolve_studies(names: list[str]) -> list[str]:
 def check_runtime(runtime: Runtime, seeds: int, backend: str = "local", workers: int = 1, **opts) -> None:
     if runtime.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available to PyTorch; valid here: cpu")
-    if seeds is not None and seeds < 1:
-        raise UsageError(f"--seeds must be >= 1, got {seeds}")
+    if seeds is not None and not 1 <= seeds <= MAX_SEEDS:
+        raise UsageError(f"--seeds must be >= 1 and <= {MAX_SEEDS}, got {seeds}")
     check_workers(workers)
+    if workers > MAX_WORKERS:
+        raise UsageError(f"--workers must be <= {MAX_WORKERS}, got {workers}")
     EXECUTORS.get(backend)
     if opts.get("scheduler") and backend != "dask":
         raise UsageError(f"--scheduler needs --backend dask (got --backend {backend})")
@@ -84,19 +93,48 @@ def plan(names, scale, seeds, data, overrides, runtime: Runtime, backend="local"
     check_runtime(runtime, seeds, backend, workers, **opts)
     configs = {n: study_config(n, scale, o) for n, o in with_data(names, data, overrides).items()}
     check_data(configs, data, runtime.data_dir)
+    check_fits(configs, scale, seeds, workers, runtime)
     return configs
 
 
-def run_many(names, scale, seeds, data, overrides, runtime: Runtime, out: Path, backend, workers, command, **opts):
+def seeds_of(name: str, scale: str, seeds: int | None) -> int:
+    return STUDIES.get(name).default_seeds(scale) if seeds is None else seeds
+
+
+def check_fits(configs: dict, scale: str, seeds: int | None, workers: int, runtime: Runtime) -> None:
+    """Refuse, before anything trains, a study whose planned memory exceeds what is available."""
+    from dlstudies.data import load_data
+
+    for name, cfg in configs.items():
+        n_seeds = seeds_of(name, scale, seeds)
+        if isinstance(getattr(cfg, "data", None), str):
+            shape = data_shape(load_data(cfg.data, runtime.data_dir))  # cached: check_data loaded it
+        else:
+            shape = dataclasses.replace(FUNCTION_DATA, n_samples=(getattr(cfg, "n_train", 0) or 0) + (getattr(cfg, "n_test", 0) or 0))
+        units = len(STUDIES.get(name).units(cfg, tuple(range(n_seeds)), runtime))
+        check_memory(name, cfg, shape, n_seeds, min(workers, units), runtime.dtype)
+
+
+@contextlib.contextmanager
+def writing(out: Path, wait: bool = True) -> Iterator[Held]:
+    """The output folder's lock held, and a failed write there turned into one line that says what
+    was kept: wrap everything from the first unit to report.html in it."""
+    with output_lock(out, wait) as held, output_faults(out):
+        yield held
+
+
+def run_many(names, scale, seeds, data, overrides, runtime: Runtime, out: Path, backend, workers, command,
+             wait: bool = True, **opts):
+    from dlstudies.report import render_report
+
     configs = plan(names, scale, seeds, data, overrides, runtime, backend, workers, **opts)
     # Opened once for all studies, and before the first write: an unreachable scheduler is bad input too.
-    with EXECUTORS.get(backend)(workers=workers, **opts) as execute:
+    with EXECUTORS.get(backend)(workers=workers, **opts) as execute, writing(out, wait) as held:
         check_writable(out, list(configs))
         for name, cfg in configs.items():
-            n_seeds = STUDIES.get(name).default_seeds(scale) if seeds is None else seeds
-            run_config(name, cfg, scale, n_seeds, runtime, out, execute, command)
-    from dlstudies.report import render_report
-    print(render_report(out))
+            run_config(name, cfg, scale, seeds_of(name, scale, seeds), runtime, out, execute, command)
+        held.check()
+        print(render_report(out))
 
 
 def redraw_figures(out: Path) -> None:

@@ -57,8 +57,11 @@ def parse_value(text: str, hint: Any) -> Any:
         if text.lower() == "none" and type(None) in args:
             return None
         return parse_value(text, next(a for a in args if a is not type(None)))
-    if origin is tuple:
-        return tuple(parse_value(t.strip(), args[0]) for t in text.split(",") if t.strip())
+    if origin is tuple:  # '' is the empty tuple (no hidden layer); '1,,2' or '1,' is a typo, not (1, 2)
+        parts = [t.strip() for t in text.split(",")] if text.strip() else []
+        if not all(parts):
+            raise ValueError(text)
+        return tuple(parse_value(t, args[0]) for t in parts)
     return SCALARS[hint](text)
 
 
