@@ -52,7 +52,7 @@ def _dense(sizes) -> int:
 
 def _conv(cfg: Any, shape: Shape) -> tuple[int, int, int]:
     """(conv parameters, flattened features after the convs, activations per sample) of a CNN."""
-    channels = _widths(cfg, "channels") or _widths(cfg, "cnn_deep")
+    channels = _widths(cfg, "channels") or _widths(cfg, "cnn_shallow")
     c, h, w = shape.input_shape if len(shape.input_shape) == 3 else (1, *shape.input_shape, 1)[:3]
     params, acts = 0, 0
     for out in channels:
@@ -62,18 +62,20 @@ def _conv(cfg: Any, shape: Shape) -> tuple[int, int, int]:
 
 
 def parameters(cfg: Any, shape: Shape) -> int:
-    """Parameters of the largest network of one member (a floor where widths are solved)."""
+    """Parameters of the largest network of one member (where widths are solved to a budget, the
+    budget's: image-depth's shallow models set it)."""
     if hasattr(cfg, "budget"):
         return cfg.budget
-    n_in = math.prod(shape.input_shape)
-    chains = [_widths(cfg, n) for n in ("hidden", "encoder", "mlp_width") if hasattr(cfg, n)]
-    chains += [pair for pair in zip(_widths(cfg, "h1"), _widths(cfg, "h2"))]
-    mlp = max((_dense((n_in, *c, shape.n_out)) for c in chains), default=0)
-    if getattr(cfg, "model", None) == "cnn" or hasattr(cfg, "cnn_deep"):
+    conv_net = getattr(cfg, "model", None) == "cnn"  # then `hidden` is the head after the convs
+    chains = [_widths(cfg, n) for n in ("hidden", "encoder", "mlp_width") if hasattr(cfg, n)
+              and not (conv_net and n == "hidden")]
+    chains += list(zip(_widths(cfg, "h1"), _widths(cfg, "h2")))
+    largest = max((_dense((math.prod(shape.input_shape), *c, shape.n_out)) for c in chains), default=0)
+    if conv_net or hasattr(cfg, "cnn_shallow"):
         conv, flat, _ = _conv(cfg, shape)
-        head = _widths(cfg, "hidden") or _widths(cfg, "cnn_fc")
-        mlp = max(mlp, conv + _dense((flat, *head, shape.n_out)))
-    return mlp
+        head = _widths(cfg, "hidden") if conv_net else _widths(cfg, "cnn_fc")
+        largest = max(largest, conv + _dense((flat, *head, shape.n_out)))
+    return largest
 
 
 def members(cfg: Any, n_seeds: int) -> int:
