@@ -108,6 +108,21 @@ def tally() -> dict[str, list]:
     return outcomes
 
 
+def sigterm_first_attempt(item: tuple[str, int]) -> int:
+    """A work unit (for an executor) whose first attempt at item 2 stops its own worker by SIGTERM,
+    as a cluster stops a job; a marker file in `folder` tells the retry from the first attempt."""
+    import os
+    import signal
+    import time
+    folder, i = item
+    marker = Path(folder) / f"{i}.started"
+    if i == 2 and not marker.exists():
+        marker.touch()
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(60)  # the signal ends the process here
+    return 10 * i
+
+
 if __name__ == "__main__":
     result = tally()
     for study, key, text, err in result["unclean"]:

@@ -19,7 +19,8 @@ from dlstudies.config import Runtime
 from dlstudies.data import load_data
 from dlstudies.models.builders import count_params
 from dlstudies.studies import STUDIES, load_studies
-from hostile_inputs import clean
+from dlstudies.executors import EXECUTORS
+from hostile_inputs import clean, sigterm_first_attempt
 from test_resume import ARGS, no_drawing, numbers, spawn, wait_for_a_unit  # noqa: F401  (fixtures)
 
 RUN = [*ARGS, "--workers", "1"]  # six one-seed units of the optimizers study, in this process
@@ -157,6 +158,14 @@ def test_sigterm_to_a_process_pool_run_ends_it_cleanly(tmp_path, spawn):
     os.killpg(proc.pid, signal.SIGTERM)  # to the whole job, workers included
     err = proc.communicate(timeout=60)[1]
     assert proc.returncode == 143 and "Traceback" not in err, err
+
+
+def test_a_dask_worker_stopped_by_sigterm_loses_no_unit(tmp_path):
+    # The scheduler gives the unit of a worker that died to another worker (or its restart).
+    with EXECUTORS.get("dask")(workers=2) as execute:
+        got = dict(execute(sigterm_first_attempt, [(str(tmp_path), i) for i in range(4)]))
+    assert (tmp_path / "2.started").exists(), "the worker was never stopped"
+    assert got == {(str(tmp_path), i): 10 * i for i in range(4)}
 
 
 # ---- memory ----------------------------------------------------------------------------------
