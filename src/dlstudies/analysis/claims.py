@@ -97,12 +97,14 @@ def _aligned(table: dict, a: str, b: str, metric: str) -> tuple[list, list, int]
     return x, y, len(seeds) - finite
 
 
-def _side(ci, sign: int, at: float = 0.0) -> str:
-    """Which side of `at` the interval lies wholly on, relative to the claimed sign."""
+def _side(ci, sign: int, at: float = 0.0, reach: bool = False) -> str:
+    """Which side of `at` the interval lies wholly on, relative to the claimed sign. With `reach`
+    (a threshold claim: "at least 0.95"), an interval that touches the threshold from the claimed
+    side supports it: a memorised training set sits at accuracy 1.0 exactly."""
     lo, hi = ci
     if lo is None or hi is None:
         return INCONCLUSIVE
-    if (lo > at if sign > 0 else hi < at):
+    if sign > 0 and (lo >= at if reach else lo > at) or sign < 0 and (hi <= at if reach else hi < at):
         return SUPPORTED
     if (hi < at if sign > 0 else lo > at):
         return CONTRADICTED
@@ -137,7 +139,7 @@ def _directional(claim: Claim, table: dict) -> dict:
 def _threshold(claim: Claim, table: dict) -> dict:
     values = list(_by_seed(table, claim.a, claim.metric).values())
     s = stats.describe(values, claim.metric)
-    verdict, note = _small(s["n"], claim, _side(s["ci95"], claim.sign, claim.threshold))
+    verdict, note = _small(s["n"], claim, _side(s["ci95"], claim.sign, claim.threshold, reach=True))
     rel = "≥" if claim.sign > 0 else "≤"
     evidence = (f"{claim.metric} of {claim.a}: {s['statistic']} {value_text(claim.metric, s['value'])} "
                 f"{interval_text(claim.metric, s['ci95'])} ({s['interval']}) against the claimed "
