@@ -195,8 +195,8 @@ def answer(cfg: Config, results: dict) -> str:
     s = next(iter(results["conditions"].values()))["summary"]
     m = "pca_plane_min_fraction"
     text = (f"{opening(verdict)} the lowest point of the descent path's PCA plane sits at "
-            f"{value_text(m, s[m]["value"])} {interval_text(m, s[m]['ci95'])} of the trained solution's training loss "
-            f"and the random plane's at {value_text(m, s["random_plane_min_fraction"]["value"])} "
+            f"{value_text(m, s[m]['value'])} {interval_text(m, s[m]['ci95'])} of the trained solution's training loss "
+            f"and the random plane's at {value_text(m, s['random_plane_min_fraction']['value'])} "
             f"(means over {s[m]['n']} seeds)")
     if pca["verdict"] == "contradicted":
         text += ": the solution is not a minimum — the loss keeps falling beyond where training stopped"
