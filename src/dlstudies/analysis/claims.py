@@ -199,6 +199,21 @@ def _equivalence(claim: Claim, table: dict) -> dict:
             "n": int(len(d)), "n_missing": n_missing, "evidence": evidence}
 
 
+@KINDS.register("correlation")
+def _correlation(claim: Claim, table: dict) -> dict:
+    """Spearman's rho of the metric with run metric `x` across the runs of condition a, each run an
+    independent draw (its own seed); bootstrap CI over runs, permutation p (scipy)."""
+    pairs = [(r["metrics"].get(claim.x), r["metrics"].get(claim.metric)) for r in table[claim.a]["runs"]]
+    kept = np.array([(float(u), float(v)) for u, v in pairs if _finite(u) and _finite(v)]).reshape(-1, 2)
+    n, n_missing = len(kept), len(pairs) - len(kept)
+    rho, ci, p = stats.rank_correlation(kept[:, 0], kept[:, 1])
+    verdict, note = _small(n, claim, _side(ci, claim.sign))
+    evidence = (f"Spearman ρ of {claim.metric} with {claim.x} over {n} runs of {claim.a}: {_rho(rho)} "
+                f"[{_rho(ci[0])}, {_rho(ci[1])}] (bootstrap), permutation p = {_p(p)}{_missing_note(n_missing)}{note}")
+    return {"verdict": verdict, "effect": rho, "ci95": ci, "test": "Spearman, permutation", "p_value": p, "n": n,
+            "n_missing": n_missing, "evidence": evidence}
+
+
 def _finite(v) -> bool:
     return v is not None and np.isfinite(float(v))
 
