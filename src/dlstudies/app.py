@@ -111,8 +111,9 @@ def check_fits(configs: dict, scale: str, seeds: int | None, workers: int, runti
             shape = data_shape(load_data(cfg.data, runtime.data_dir))  # cached: check_data loaded it
         else:
             shape = dataclasses.replace(FUNCTION_DATA, n_samples=(getattr(cfg, "n_train", 0) or 0) + (getattr(cfg, "n_test", 0) or 0))
-        units = len(STUDIES.get(name).units(cfg, tuple(range(n_seeds)), runtime))
-        check_memory(name, cfg, shape, n_seeds, min(workers, units), runtime.dtype)
+        units = STUDIES.get(name).work_units(cfg, tuple(range(n_seeds)), runtime)
+        block = max((len(u.seeds) for u in units), default=1)  # the seeds of the largest stack
+        check_memory(name, cfg, shape, block, min(workers, len(units)), runtime.dtype)
 
 
 @contextlib.contextmanager
