@@ -124,7 +124,7 @@ EXTREMES = {
     "image-depth": ["lr=999.9", "epochs=1", "n_train=20", "n_test=20"],
     "weight-trajectory": ["lr=999.9", "epochs=2", "snapshot_every=1", "n_train=20"],
     "grad-norm": ["lr=999.9", "epochs=2", "hidden=1", "n_train=20", "batch_size=20"],
-    "minimal-ratio": ["lr=999.9", "hidden=1", "epochs=1", "gn_steps=0", "restarts=1", "n_train=2"],
+    "minimal-ratio": ["lr=999.9", "hidden=1", "epochs=1", "gn_steps=0", "restarts=1", "n_train=8"],
     "loss-surface": ["lr=999.9", "epochs=2", "grid=3", "hidden=1", "n_train=20", "radius=1000", "rise_radius=1000"],
     "random-labels": ["lr=999.9", "epochs=1", "channels=1", "hidden=1", "n_train=20", "n_test=20", "thresholds=0.95"],
     "params-generalization": ["lr=999.9", "epochs=1", "h1=1,2", "h2=1,1", "n_train=20", "n_test=20"],

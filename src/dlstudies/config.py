@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 import math
 import types
 import typing
@@ -80,7 +81,7 @@ def apply_overrides(cfg: Any, pairs: list[str]) -> Any:
             changes[key] = parse_value(text.strip(), hints[key])
         except (ValueError, KeyError, IndexError, TypeError, StopIteration):
             raise UsageError(f"--set {key}: cannot read '{text}' as {_type_name(hints[key])}") from None
-    check_values(type(cfg), changes)  # the declared bounds first: no study code sees a wild value
+    check_values(type(cfg), changes)  # the declared bounds first, with their words, before any study code
     return check_fields(_replaced(cfg, changes))
 
 
@@ -89,7 +90,7 @@ def apply_overrides(cfg: Any, pairs: list[str]) -> Any:
 # and the words that say what it must be. Rules go by field NAME, so a setting that several
 # studies share (lr, epochs, hidden, ...) means the same everywhere and no study can forget one;
 # a study-specific field may instead carry `dataclasses.field(metadata={"rule": (predicate, text)})`.
-# Bounds are generous (a study's own __post_init__ checks the finer structure) but finite: a value
+# Bounds are generous (a study's own `validate` checks the finer structure) but finite: a value
 # past them is a typo, and would otherwise overflow a float, or run for days without a word.
 
 Rule = tuple[Callable[[Any], bool], str]
@@ -178,9 +179,14 @@ def rule_for(cls: type, f: dataclasses.Field) -> Rule | None:
     return next((r for pattern, r in FIELD_RULES.items() if fnmatch.fnmatchcase(f.name, pattern)), None)
 
 
+@functools.lru_cache(maxsize=None)
+def _fields_of(cls: type) -> tuple[dict, dict]:
+    return {f.name: f for f in dataclasses.fields(cls)}, typing.get_type_hints(cls)
+
+
 def check_values(cls: type, values: dict) -> None:
-    """Raise UsageError for the first value outside its field's declared bounds (or with no rule)."""
-    fields, hints = {f.name: f for f in dataclasses.fields(cls)}, typing.get_type_hints(cls)
+    """Raise UsageError for the first value outside its field's declared bounds."""
+    fields, hints = _fields_of(cls)
     for name, value in values.items():
         problem = _violation(cls, fields[name], hints[name], value)
         if problem:
