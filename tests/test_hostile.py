@@ -17,6 +17,7 @@ import dlstudies.runner
 from dlstudies.cli import main
 from dlstudies.config import Runtime
 from dlstudies.data import load_data
+from dlstudies.errors import UsageError
 from dlstudies.models.builders import count_params
 from dlstudies.studies import STUDIES, load_studies
 from dlstudies.executors import EXECUTORS
@@ -185,6 +186,15 @@ def test_the_estimate_is_held_against_the_memory_available(tmp_path, capsys, mon
     err = capsys.readouterr().err
     assert clean(err) and "and 1.0 MB is available" in err and "or --workers (now 1)" not in err
     assert not out.exists()
+
+
+def test_the_memory_of_a_remote_cluster_is_not_judged_here(monkeypatch):
+    from dlstudies.app import plan
+    monkeypatch.setattr(dlstudies.memory, "available_bytes", lambda: 10**6)
+    with pytest.raises(UsageError, match="1.0 MB is available"):
+        plan(["optimizers"], "smoke", None, None, [], Runtime(), backend="dask", workers=1)
+    assert plan(["optimizers"], "smoke", None, None, [], Runtime(), backend="dask", workers=1,
+                scheduler="tcp://127.0.0.1:9")  # planning never connects; the workers' memory is theirs
 
 
 @pytest.mark.parametrize("study, builder", [("optimizers", "mlp"), ("random-labels", "cnn"), ("sensitivity", "cnn"),

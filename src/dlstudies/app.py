@@ -93,7 +93,8 @@ def plan(names, scale, seeds, data, overrides, runtime: Runtime, backend="local"
     check_runtime(runtime, seeds, backend, workers, **opts)
     configs = {n: study_config(n, scale, o) for n, o in with_data(names, data, overrides).items()}
     check_data(configs, data, runtime.data_dir)
-    check_fits(configs, scale, seeds, workers, runtime)
+    if not opts.get("scheduler"):  # a remote cluster's memory is not this machine's to judge
+        check_fits(configs, scale, seeds, workers, runtime)
     return configs
 
 
