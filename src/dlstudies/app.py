@@ -29,11 +29,33 @@ def resolve_studies(names: list[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def check_runtime(runtime: Runtime, seeds: int, backend: str = "local", workers: int = 1, **opts) -> None:
+DEVICES = ("cpu", "cuda")
+
+
+def check_seeds(seeds) -> int | tuple[int, ...] | None:
+    """None (each study's default), a count >= 1, or distinct seed ids >= 0 (as a tuple)."""
+    if seeds is None or isinstance(seeds, int) and not isinstance(seeds, bool):
+        if seeds is not None and seeds < 1:
+            raise UsageError(f"--seeds must be >= 1, got {seeds}")
+        return seeds
+    try:
+        ids = tuple(seeds)
+    except TypeError:
+        raise UsageError(f"seeds must be a count or a list of seed ids, got {seeds!r}") from None
+    if not ids or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in ids) or len(set(ids)) < len(ids):
+        raise UsageError(f"seed ids must be distinct integers >= 0 (at least one), got {list(ids)}")
+    return ids
+
+
+def check_runtime(runtime: Runtime, seeds, backend: str = "local", workers: int = 1, **opts) -> None:
+    from dlstudies.engine import ENGINES
+
+    ENGINES.get(runtime.engine)
+    if runtime.device not in DEVICES:
+        raise UsageError(f"unknown device '{runtime.device}'; valid: {', '.join(DEVICES)}")
     if runtime.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available to PyTorch; valid here: cpu")
-    if seeds is not None and seeds < 1:
-        raise UsageError(f"--seeds must be >= 1, got {seeds}")
+    check_seeds(seeds)
     check_workers(workers)
     EXECUTORS.get(backend)
     if opts.get("scheduler") and backend != "dask":
@@ -88,6 +110,8 @@ def plan(names, scale, seeds, data, overrides, runtime: Runtime, backend="local"
 
 
 def run_many(names, scale, seeds, data, overrides, runtime: Runtime, out: Path, backend, workers, command, **opts):
+    """Run the studies into `out` and render its report; returns (the studies run, in order, report path).
+    `seeds`: None (each study's default), a count, or seed ids."""
     configs = plan(names, scale, seeds, data, overrides, runtime, backend, workers, **opts)
     # Opened once for all studies, and before the first write: an unreachable scheduler is bad input too.
     with EXECUTORS.get(backend)(workers=workers, **opts) as execute:
@@ -96,7 +120,7 @@ def run_many(names, scale, seeds, data, overrides, runtime: Runtime, out: Path, 
             n_seeds = STUDIES.get(name).default_seeds(scale) if seeds is None else seeds
             run_config(name, cfg, scale, n_seeds, runtime, out, execute, command)
     from dlstudies.report import render_report
-    print(render_report(out))
+    return list(configs), render_report(out)
 
 
 def redraw_figures(out: Path) -> None:
