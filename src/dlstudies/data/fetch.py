@@ -89,7 +89,7 @@ def fetch(name: str, to: str | Path | None = None, mirror: str | None = None) ->
         for f, tmp in temps.items():
             os.replace(tmp, folder / f)
     except BaseException:
-        _clean(temps.values(), folder if created else None)
+        _clean(temps.values(), created)
         raise
     _say(f"{name}: {len(todo)} file(s) downloaded and verified into {folder}")
     return folder
@@ -105,10 +105,10 @@ def _make_folder(folder: Path) -> list[Path]:
     return created
 
 
-def _clean(temps, created: list[Path] | None) -> None:
+def _clean(temps, created: list[Path]) -> None:
     for tmp in temps:
         Path(tmp).unlink(missing_ok=True)
-    for p in created or []:  # innermost first: each is empty once its child is gone
+    for p in created:  # innermost first: each is empty once its child is gone
         try:
             p.rmdir()
         except OSError:
@@ -120,15 +120,16 @@ def _download(file: str, md5: str, mirrors: list[str], folder: Path) -> Path:
     errors = []
     for base in mirrors:
         url = base.rstrip("/") + "/" + file
-        tmp = Path(tempfile.mkstemp(dir=folder, prefix=f".{file}.", suffix=".part")[1])
+        fd, name = tempfile.mkstemp(dir=folder, prefix=f".{file}.", suffix=".part")
+        os.close(fd)
+        tmp = Path(name)
         try:
             got = _get(url, tmp)
         except (OSError, http.client.HTTPException, ValueError) as err:
             tmp.unlink(missing_ok=True)
             errors.append(f"{url}: {_reason(err)}")
             continue
-        if got == md5:
-            _say(f"  {file}: verified (md5 {md5})")
+        if got == md5:  # no line per file: a failure later must stay the only line on stderr
             return tmp
         tmp.unlink(missing_ok=True)
         errors.append(f"{url}: corrupt or truncated (md5 {got}, published {md5})")
