@@ -20,6 +20,7 @@ from dlstudies.executors import EXECUTORS, THREADS_PER_UNIT
 from dlstudies.store import UnitStore, unit_key, write_json
 from dlstudies.studies import STUDIES, load_studies
 from dlstudies.studies.base import Unit, finite
+from dlstudies.studies.results import summarize_study
 from dlstudies.tables import write_tables
 
 
@@ -61,7 +62,7 @@ def run_config(name: str, cfg, scale: str, n_seeds: int | Sequence[int], runtime
     stored units are reused, the others run and are stored. `n_seeds`: a count (seeds 0..n-1) or the seed ids."""
     seeds = tuple(range(n_seeds)) if isinstance(n_seeds, int) else tuple(n_seeds)
     study, start = STUDIES.get(name), time.perf_counter()
-    units = study.units(cfg, seeds, runtime)
+    units = study.work_units(cfg, seeds, runtime)
     store = UnitStore(out / name / "units")
     stored = {key_of(u): store.load(key_of(u)) for u in units}
     todo = [u for u in units if stored[key_of(u)] is None]
@@ -77,7 +78,7 @@ def run_config(name: str, cfg, scale: str, n_seeds: int | Sequence[int], runtime
 def _finish(study, cfg, scale, seeds, runtime, unit_results, out, command, start) -> dict:
     folder = out / study.name
     results = {"study": study.name, "question": study.question, "scale": scale, "config": as_dict(cfg),
-               "seeds": list(seeds), "command": command, **study.summarize(cfg, unit_results)}
+               "seeds": list(seeds), "command": command, **summarize_study(study, cfg, unit_results)}
     results["figures"] = study.figures(results, folder)
     results["elapsed_s"] = time.perf_counter() - start
     results["compute_s"] = sum(r.get("elapsed_s", 0.0) for r in unit_results)
