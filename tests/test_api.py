@@ -22,6 +22,11 @@ def demo(tmp_path_factory):
     return dlstudies.run("optimizers", scale="smoke", seeds=2, out=str(out)), out
 
 
+@pytest.fixture
+def no_drawing(monkeypatch):
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda self, *a, **k: None)
+
+
 def _json(out, study="optimizers"):
     return json.loads((out / study / "results.json").read_text())
 
@@ -99,16 +104,11 @@ def test_repr_html_is_the_studys_report_section(demo):
     assert "<body" not in html  # only the section: a page's style would restyle the notebook
 
 
-def test_second_run_resumes_every_unit(demo, monkeypatch):
+def test_second_run_resumes_every_unit(demo, monkeypatch, no_drawing):
     r, out = demo
     monkeypatch.setattr(dlstudies.runner, "execute_unit", lambda unit: pytest.fail("a stored unit trained again"))
     again = dlstudies.run(["optimizers"], scale="smoke", seeds=2, out=out)
     pd.testing.assert_frame_equal(again.runs, r.runs)
-
-
-@pytest.fixture
-def no_drawing(monkeypatch):
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda self, *a, **k: None)
 
 
 def test_seed_ids_and_an_overrides_dict(tmp_path, no_drawing):

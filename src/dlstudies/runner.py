@@ -21,7 +21,6 @@ from dlstudies.store import UnitStore, unit_key, write_json
 from dlstudies.studies import STUDIES, load_studies
 from dlstudies.studies.base import Unit, finite
 from dlstudies.studies.results import summarize_study
-from dlstudies.tables import write_tables
 
 
 def execute_unit(unit: Unit) -> dict:
@@ -76,6 +75,8 @@ def run_config(name: str, cfg, scale: str, n_seeds: int | Sequence[int], runtime
 
 
 def _finish(study, cfg, scale, seeds, runtime, unit_results, out, command, start) -> dict:
+    from dlstudies.tables import write_tables  # pandas: imported here, not in every worker process
+
     folder = out / study.name
     results = {"study": study.name, "question": study.question, "scale": scale, "config": as_dict(cfg),
                "seeds": list(seeds), "command": command, **summarize_study(study, cfg, unit_results)}

@@ -212,7 +212,7 @@ def _render(fig: Figure, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-# Inside `kept_figures()`, `save` hands each figure over instead of releasing it (Results.figure).
+# Inside `kept_figures()`, `save` hands each figure over instead of writing and releasing it (Results.figure).
 _KEPT: ContextVar[dict | None] = ContextVar("kept_figures", default=None)
 
 
@@ -229,18 +229,17 @@ def kept_figures():
 
 def save(fig: Figure, folder, name: str, svg: bool = True) -> list[str]:
     """Write name.png (and name.svg) atomically into folder, release the figure, return the names."""
+    formats = ("png", "svg") if svg else ("png",)
+    kept = _KEPT.get()
+    if kept is not None:  # the caller wants the Figure itself: no file, no rendering
+        kept[name] = fig
+        return [f"{name}.{fmt}" for fmt in formats]
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fmt in ("png", "svg") if svg else ("png",):
+    for fmt in formats:
         write_atomic(folder / f"{name}.{fmt}", _render(fig, fmt))
-        written.append(f"{name}.{fmt}")
-    kept = _KEPT.get()
-    if kept is None:
-        _close(fig)
-    else:
-        kept[name] = fig
-    return written
+    _close(fig)
+    return [f"{name}.{fmt}" for fmt in formats]
 
 
 def _close(fig: Figure) -> None:
