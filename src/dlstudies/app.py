@@ -8,6 +8,7 @@ nothing half-written behind.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import tempfile
 from pathlib import Path
 
@@ -33,18 +34,21 @@ DEVICES = ("cpu", "cuda")
 
 
 def check_seeds(seeds) -> int | tuple[int, ...] | None:
-    """None (each study's default), a count >= 1, or distinct seed ids >= 0 (as a tuple)."""
-    if seeds is None or isinstance(seeds, int) and not isinstance(seeds, bool):
-        if seeds is not None and seeds < 1:
+    """None (each study's default), a count >= 1, or distinct seed ids >= 0 (as a tuple of ints)."""
+    if seeds is None:
+        return None
+    if _is_int(seeds):
+        if seeds < 1:
             raise UsageError(f"--seeds must be >= 1, got {seeds}")
-        return seeds
-    try:
-        ids = tuple(seeds)
-    except TypeError:
-        raise UsageError(f"seeds must be a count or a list of seed ids, got {seeds!r}") from None
-    if not ids or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in ids) or len(set(ids)) < len(ids):
-        raise UsageError(f"seed ids must be distinct integers >= 0 (at least one), got {list(ids)}")
-    return ids
+        return int(seeds)
+    ids = tuple(seeds) if hasattr(seeds, "__len__") and not isinstance(seeds, (str, bytes, dict)) else None  # list, array
+    if not ids or not all(_is_int(s) and s >= 0 for s in ids) or len(set(ids)) < len(ids):
+        raise UsageError(f"seeds must be a count >= 1 or a list of distinct seed ids >= 0, got {seeds!r}")
+    return tuple(int(s) for s in ids)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def check_runtime(runtime: Runtime, seeds, backend: str = "local", workers: int = 1, **opts) -> None:

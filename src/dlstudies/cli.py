@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", parser_class=_Parser)
     fetch = data_sub.add_parser("fetch", help="download a dataset's files (only on this request), checksums verified")
     fetch.add_argument("dataset", choices=("mnist",))
-    fetch.add_argument("--to", default=None, type=Path, help="folder to write the files to (default: $DLSTUDIES_DATA/DATASET, "
+    fetch.add_argument("--to", default=None, type=Path, metavar="DIR", help="folder to write the files to (default: $DLSTUDIES_DATA/DATASET, "
                        "$DLSTUDIES_DATA defaulting to ~/.cache/dlstudies; --data mnist then finds them)")
     fetch.add_argument("--mirror", default=None, metavar="URL", help="base URL serving the files under their published .gz names")
     run = sub.add_parser("run", help="run studies and write results, figures and report.html")

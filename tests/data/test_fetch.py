@@ -167,3 +167,13 @@ def test_the_published_checksums_are_the_real_ones():
         "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
         "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c"}
     assert mnist.__module__ == "dlstudies.data.idx"
+
+
+def test_a_folder_that_cannot_be_written_is_one_line(server, tmp_path, capsys):
+    url, _, _ = server
+    target = tmp_path / "a-file"
+    target.write_text("not a folder")
+    assert main(["data", "fetch", "mnist", "--to", str(target / "d"), "--mirror", url]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "data folder" in err and str(target / "d") in err
+    assert target.read_text() == "not a folder"

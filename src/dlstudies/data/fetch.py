@@ -88,6 +88,9 @@ def fetch(name: str, to: str | Path | None = None, mirror: str | None = None) ->
             temps[f] = _download(f, spec.md5[f], [mirror] if mirror else list(spec.mirrors), folder)
         for f, tmp in temps.items():
             os.replace(tmp, folder / f)
+    except OSError as err:  # the data folder, not the network: full, read-only, ...
+        _clean(temps.values(), created)
+        raise UsageError(f"cannot write to the data folder '{folder}': {err.strerror or err}; nothing was written") from None
     except BaseException:
         _clean(temps.values(), created)
         raise
