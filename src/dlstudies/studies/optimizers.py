@@ -40,7 +40,7 @@ from dlstudies.analysis import stats
 from dlstudies.analysis.claims import Claim, opening, sanity
 from dlstudies.analysis.measures import effect_text, interval_text, sig, value_text
 from dlstudies.analysis.separation import growth_factor, perturbed, relative_distances
-from dlstudies.config import require
+from dlstudies.config import MAX_EPOCHS, ints, reals, require
 from dlstudies.data import load_data
 from dlstudies.data.base import subsample
 from dlstudies.engine import ENGINES, StopRule, TrainSpec
@@ -61,10 +61,6 @@ SEPARATION_METRICS = ("separation_rate", "separation_distance")
 SPLITS = ("train", "val", "test")  # split_probe records each one's accuracy per epoch
 
 
-def _rule(check, text: str) -> dict:
-    return {"rule": (check, text)}
-
-
 @dataclass(frozen=True)
 class Config(StudyConfig):
     data: str = "mnist1d36"
@@ -80,9 +76,9 @@ class Config(StudyConfig):
     seed_chunk: int = 10  # seeds per work unit; every rule of a block trains in one stack
     # Time to target: a fixed setting chosen from pilot runs on mnist1d36 (2 seeds, 1000 epochs): every
     # rule passes 1.25 within 34 epochs, while Adam at this lr never gets below 1.14 (ln 5 = 1.61 at the start).
-    target_loss: float = field(default=1.25, metadata=_rule(lambda v: v > 0, "must be > 0"))
-    separation_epochs: int = field(default=30, metadata=_rule(lambda v: v >= 0, "must be >= 0 (0: no separation runs)"))
-    separation_scale: float = field(default=1e-7, metadata=_rule(lambda v: 0 < v < 1, "must be in (0, 1)"))
+    target_loss: float = field(default=1.25, metadata={"rule": reals(0, 1e3, lo_open=True)})
+    separation_epochs: int = field(default=30, metadata={"rule": ints(0, MAX_EPOCHS)})  # 0: no separation runs
+    separation_scale: float = field(default=1e-7, metadata={"rule": reals(0, 1, lo_open=True, hi_open=True)})
 
     def validate(self):
         for rule in self.rules:
