@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -87,16 +88,19 @@ def plan(names, scale, seeds, data, overrides, runtime: Runtime, backend="local"
     return configs
 
 
-def run_many(names, scale, seeds, data, overrides, runtime: Runtime, out: Path, backend, workers, command, **opts):
+def run_many(names, scale, seeds, data, overrides, runtime: Runtime, out: Path, backend, workers, command,
+             quiet: bool = False, **opts):
+    start = time.perf_counter()
     configs = plan(names, scale, seeds, data, overrides, runtime, backend, workers, **opts)
     # Opened once for all studies, and before the first write: an unreachable scheduler is bad input too.
     with EXECUTORS.get(backend)(workers=workers, **opts) as execute:
         check_writable(out, list(configs))
         for name, cfg in configs.items():
             n_seeds = STUDIES.get(name).default_seeds(scale) if seeds is None else seeds
-            run_config(name, cfg, scale, n_seeds, runtime, out, execute, command)
+            run_config(name, cfg, scale, n_seeds, runtime, out, execute, command, quiet)
     from dlstudies.report import render_report
-    print(render_report(out))
+    report = render_report(out)
+    print(f"report: {report.resolve().as_uri()} ({time.perf_counter() - start:.0f} s)", flush=True)
 
 
 def redraw_figures(out: Path) -> None:

@@ -5,13 +5,41 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from dlstudies.config import SCALES, Runtime
 from dlstudies.errors import UsageError
 
 EXIT_USAGE = 2
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + the signal's number, as shells report it
+
+RUN_EXAMPLES = """\
+Examples:
+  dlstudies run all --scale smoke --out runs/smoke        every study in minutes, to see the whole report
+  dlstudies run optimizers normalization --seeds 10       two studies, 10 seeds each, into runs/
+  dlstudies run pretraining --set max_epochs=200 --workers 4   one preset field changed, 4 processes
+  dlstudies run image-depth --data mnist --data-dir ~/mnist   MNIST from its IDX files
+  dlstudies run all --backend dask --scheduler tcp://host:8786   on a running dask cluster
+
+An interrupted run (Ctrl-C, a timeout) keeps every finished unit: the same command resumes it."""
+
+EXAMPLES = {
+    "list": "Examples:\n  dlstudies list\n  dlstudies list | grep loss",
+    "data": "Examples:\n  dlstudies data\n  dlstudies run normalization --data digits36",
+    "run": RUN_EXAMPLES,
+    "report": "Examples:\n  dlstudies report runs\n  dlstudies report runs --redraw   figures drawn again too",
+}
+
+
+class Interrupted(BaseException):
+    """SIGTERM (timeout, a cluster scheduler) raised in the main thread, as SIGINT raises KeyboardInterrupt."""
+
+
+def _on_sigterm(signum, frame):
+    raise Interrupted()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -19,43 +47,90 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="dlstudies", description="Classic deep-learning experiments as multi-seed studies.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    sub.add_parser("list", help="the available studies")
-    sub.add_parser("data", help="the available datasets")
-    run = sub.add_parser("run", help="run studies and write results, figures and report.html")
-    run.add_argument("studies", nargs="+", metavar="STUDY", help="study ids, or 'all'")
-    run.add_argument("--scale", default="default", choices=SCALES)
+def _command(sub, name: str, help_text: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help_text, description=help_text[:1].upper() + help_text[1:] + ".",
+                          epilog=EXAMPLES[name], formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _run_flags(run: argparse.ArgumentParser) -> None:
+    run.add_argument("studies", nargs="+", metavar="STUDY", help="study ids (see `dlstudies list`), or 'all'")
+    run.add_argument("--scale", default="default", choices=SCALES,
+                     help="preset size: smoke (minutes, to try things), default (the studies as reported), "
+                          "paper (the source reports' budgets); default: %(default)s")
     run.add_argument("--seeds", type=int, default=None, help="number of seeds (default: 3/5/10 by scale; weight-trajectory 8)")
-    run.add_argument("--data", default=None, help="dataset name, or a .csv/.npz file or folder")
+    run.add_argument("--data", default=None, help="dataset name (see `dlstudies data`), or a .csv/.npz file or folder")
     run.add_argument("--data-dir", default=None, help="folder of a dataset's files (e.g. MNIST's IDX files)")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    run.add_argument("--out", default="runs", type=Path)
-    run.add_argument("--engine", default="batched", choices=("batched", "reference"))
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="change one field of each study's preset, e.g. --set lr=0.01 --set fractions=0.1,1 "
+                          "(repeatable; a misspelt key lists the valid ones)")
+    run.add_argument("--out", default="runs", type=Path,
+                     help="output folder: STUDY/results.json, figures, units/ (for resuming), report.html; "
+                          "default: %(default)s")
+    run.add_argument("--engine", default="batched", choices=("batched", "reference"),
+                     help="batched (all seeds as one stack) or reference (one torch.optim loop per seed)")
     run.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     run.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                      help="processes: the local pool, or the dask LocalCluster when no --scheduler is given")
     run.add_argument("--backend", default="local", help="where units run: local (this machine) or dask")
     run.add_argument("--scheduler", default=None,
                      help="address of a running dask scheduler, e.g. tcp://host:8786 (with --backend dask; docs/cluster.md)")
-    rep = sub.add_parser("report", help="rebuild report.html from saved results, without training")
-    rep.add_argument("out", type=Path)
+    run.add_argument("--quiet", action="store_true", help="no progress bar or per-study lines; only the report line")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="dlstudies", description="Classic deep-learning experiments as multi-seed studies.",
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    _command(sub, "list", "the available studies")
+    _command(sub, "data", "the available datasets")
+    run = _command(sub, "run", "run studies and write results, figures and report.html")
+    _run_flags(run)
+    rep = _command(sub, "report", "rebuild report.html from saved results, without training")
+    rep.add_argument("out", type=Path, help="an output folder of `dlstudies run` (its --out)")
     rep.add_argument("--redraw", action="store_true", help="also redraw every study's figures from its results.json")
+    # The top-level help shows what most people came for: run's flags and examples.
+    flags = run.format_help().split("\n\n", 1)[1]
+    p.epilog = f"`dlstudies COMMAND --help` shows a command's flags. `dlstudies run`:\n\n{flags}"
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    args = None
+    previous = _install(signal.SIGTERM, _on_sigterm)
     try:
+        if not argv:
+            _parser().print_help()
+            return 0
         args = _parser().parse_args(argv)
         return COMMANDS[args.command](args, argv)
     except UsageError as err:
         print(f"dlstudies: error: {one_line(str(err))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("dlstudies: interrupted; finished units are saved, run the same command to resume", file=sys.stderr)
-        return 130
+        return _interrupted(args, EXIT_SIGINT)
+    except Interrupted:
+        return _interrupted(args, EXIT_SIGTERM)
+    finally:
+        _install(signal.SIGTERM, previous)
+
+
+def _install(signum, handler):
+    """signal.signal where allowed (the main thread), else nothing: main() also runs from threads."""
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signum, handler)
+
+
+def _interrupted(args, code: int) -> int:
+    kept = _kept_units(getattr(args, "out", None)) if getattr(args, "command", None) == "run" else 0
+    print(f"dlstudies: interrupted — run the same command again to resume ({kept} units kept)", file=sys.stderr)
+    return code
+
+
+def _kept_units(out) -> int:
+    """Finished units stored under the output folder: what the same command will not train again."""
+    return sum(1 for _ in Path(out).glob("*/units/*.json")) if out else 0
 
 
 def one_line(text: str) -> str:
@@ -84,7 +159,7 @@ def _run(args, argv) -> int:
     seeds = args.seeds  # None: each study's default for the scale
     command = "dlstudies " + " ".join(shlex.quote(a) for a in argv)
     run_many(args.studies, args.scale, seeds, args.data, args.overrides, runtime, args.out, args.backend,
-             args.workers, command, scheduler=args.scheduler)
+             args.workers, command, quiet=args.quiet, scheduler=args.scheduler)
     return 0
 
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Callable, Generic, Iterator, TypeVar
 
 from dlstudies.errors import UsageError
 
 T = TypeVar("T")
+
+
+def did_you_mean(name: str, choices) -> str:
+    """" (did you mean 'x'?)" for the closest valid names to a misspelt one, or ""."""
+    close = difflib.get_close_matches(str(name), list(choices), n=2, cutoff=0.6)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
 class Registry(Generic[T]):
@@ -25,7 +32,8 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         if name not in self._items:
-            raise UsageError(f"unknown {self.kind} '{name}'; valid: {', '.join(self.names())}")
+            raise UsageError(f"unknown {self.kind} '{name}'{did_you_mean(name, self.names())}; "
+                             f"valid: {', '.join(self.names())}")
         return self._items[name]
 
     def names(self) -> list[str]:
