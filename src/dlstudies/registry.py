@@ -12,7 +12,7 @@ T = TypeVar("T")
 
 def did_you_mean(name: str, choices) -> str:
     """" (did you mean 'x'?)" for the closest valid names to a misspelt one, or ""."""
-    close = difflib.get_close_matches(str(name), list(choices), n=2, cutoff=0.6)
+    close = difflib.get_close_matches(str(name), list(choices), n=2, cutoff=0.7)
     return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
