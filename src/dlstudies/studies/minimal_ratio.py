@@ -232,8 +232,9 @@ def figures(results: dict, folder) -> list[str]:
     f, ax = fig.new_figure(size=(6, 4.2))
     for i, (label, keep) in enumerate((("||∇L|| under the tolerance", True), ("tolerance not reached", False))):
         pts = [r["metrics"] for r in runs if bool(r["metrics"]["reached"]) == keep and r["metrics"]["loss"] is not None]
-        ax.scatter([p["loss"] for p in pts], [p["minimal_ratio"] for p in pts], label=f"{label} ({len(pts)})",
-                   color=fig.color(i), marker="o" if keep else "x", s=24)
+        # See-through, as runs often share a minimal ratio.
+        fig.scatter_runs(ax, [p["loss"] for p in pts], [p["minimal_ratio"] for p in pts], jitter=0.0,
+                         label=f"{label} ({len(pts)})", color=fig.color(i), marker="o" if keep else "x", s=24)
     losses = [r["metrics"]["loss"] for r in runs if r["metrics"]["loss"]]
     if fig.spans_decades(losses):
         ax.set_xscale("log")
