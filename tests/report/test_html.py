@@ -152,7 +152,7 @@ def test_without_a_main_table_one_condition_by_metric_table_from_the_summaries(t
     main = main[: main.index("</table>")]
     assert "<th>test_acc</th>" in main and "<th>epochs</th>" in main
     assert "43.0% [41.0%, 45.0%]" in main
-    assert '<td class="num">64.0</td>' in main  # 64 ± 0.02: the interval vanishes at three digits
+    assert '<td class="num">64</td>' in main  # 64 ± 0.02: the interval vanishes at three digits
 
 
 def test_a_point_interval_shows_the_number_alone():

@@ -42,7 +42,7 @@ from scipy import stats as sps
 
 from dlstudies.store import write_atomic
 
-OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442")
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000", "#F0E442")
 CONFUSION_CMAP = "Blues"  # sequential, monotone in lightness: readable in grey and by all viewers
 DPI = 120
 DECADES_FOR_LOG = 2.0  # data spanning at least this many decades gets a log axis
@@ -335,7 +335,10 @@ def _thin(axis) -> None:
 
 
 def tidy_ticks(fig: Figure, rounds: int = 3) -> None:
-    """Thin every axis whose tick labels collide, measured on the drawn figure (3-D axes aside)."""
+    """Thin every axis whose tick labels collide, measured on the drawn figure (3-D axes aside);
+    titles wrap rather than run off the figure's edge."""
+    for ax in fig.axes:
+        ax.title.set_wrap(True)
     for _ in range(rounds):
         fig.draw_without_rendering()
         renderer = fig.canvas.get_renderer()

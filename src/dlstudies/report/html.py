@@ -92,7 +92,7 @@ def _cell(fmt, s: dict) -> str:
     (a parameter count, a depth: the same in every seed)."""
     mean, (lo, hi) = s.get("mean"), (s.get("ci95") or [None, None])[:2]
     if mean is None or lo is None or hi is None or fmt(lo) == fmt(hi) == fmt(mean):
-        return fmt(mean)
+        return str(int(mean)) if isinstance(mean, float) and mean.is_integer() and fmt is sig3 else fmt(mean)
     if fmt is percent:  # a fraction's interval stays inside [0, 1]
         lo, hi = max(lo, 0.0), min(hi, 1.0)
     return f"{fmt(mean)} {_ci(fmt, [lo, hi])}"
@@ -253,7 +253,9 @@ def render_report(out_dir) -> Path:
     results = load_results(out_dir)
     studies = [study_view(folder, r) for folder, r in results]
     total = sum(float(r.get("elapsed_s") or 0.0) for _, r in results)
-    html = _template().render(studies=studies, version=dlstudies.__version__, total_elapsed=elapsed(total))
+    verdicts = any("verdict" in c for _, r in results for c in r.get("checks", []))
+    html = _template().render(studies=studies, version=dlstudies.__version__, total_elapsed=elapsed(total),
+                              checks_header="supported / contradicted / inconclusive" if verdicts else "passed")
     write_atomic(out_dir / "report.html", html)
     write_atomic(out_dir / "summary.md", summary_markdown(studies))
     return out_dir / "report.html"

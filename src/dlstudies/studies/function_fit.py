@@ -198,7 +198,7 @@ def _loss_figure(results: dict, targets: list[str], folder) -> list[str]:
             fig.curve_band(ax, [r["curves"]["loss"] for r in c["runs"]], label=_label(results, model), color=colors[model],
                            x=c["runs"][0]["curves"]["epoch"], log_y=True, ylabel="training MSE")
         # Seeds far apart at the end (a bimodal result) are drawn one line each, not as one band.
-        ax.set_title(f"{t}: training loss (mean and 95% band, or each seed)")
+        ax.set_title(f"{t}: training MSE (mean, 95% band)")
         ax.legend()
     return fig.save(f, folder, "loss_curves")
 

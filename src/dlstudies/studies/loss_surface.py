@@ -257,7 +257,7 @@ def _surfaces(run: dict, folder) -> list[str]:
             ax.plot(path[:, 0], path[:, 1], lift(path[:, ::-1]) + 0.02 * np.ptp(z), "-o", color="black", ms=3, lw=1.4,
                     label="training trajectory", zorder=5)
             ax.legend(fontsize=7, loc="upper left")
-        ax.plot([0], [0], lift([[0.0, 0.0]]), "*", color=fig.color(3), ms=12, zorder=6)
+        ax.plot([0], [0], lift([[0.0, 0.0]]), "*", color=fig.color(4), ms=12, zorder=6)
         for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
             axis.set_major_locator(MaxNLocator(4))
         xlabel, ylabel = _axis_labels(plane, name)

@@ -327,13 +327,13 @@ def _labels_figure(conditions: dict, benefits: dict, fractions: list[float], fol
                        ylabel="test accuracy")
     left.set(title="Test accuracy (mean, 95% CI)")
     left.legend()
-    for ax in (left, right):  # a tick at every fraction trained, 25% included
-        ax.set_xticks(fractions, [f"{fr:.0%}" for fr in fractions])
-        ax.minorticks_off()
     fig.errorbar_x(right, fractions, [benefits[str(fr)]["summary"] for fr in fractions], color=fig.color(2), log_x=True,
                    xlabel="fraction of training labels", ylabel="pre-trained - control test accuracy")
     right.axhline(0, color="0.5", lw=0.8, ls="--")
     right.set(title="Benefit of pre-training (mean, 95% CI)")
+    for ax in (left, right):  # a tick at every fraction trained, 25% included
+        ax.set_xticks(fractions, [f"{fr:.0%}" for fr in fractions])
+        ax.minorticks_off()
     return fig.save(f, folder, "label_fractions")
 
 
