@@ -101,6 +101,7 @@ def test_first_sentence(text, first):
 def test_verdict_counts_and_done_line():
     checks = [{"verdict": "supported"}] * 3 + [{"verdict": "inconclusive"}]
     assert verdict_counts(checks) == "3 supported, 1 inconclusive"
-    assert verdict_counts([{"passed": True}, {"passed": False}]) == "1/2 checks passed"
+    assert verdict_counts([{"passed": True}, {"passed": False}]) == "1 supported, 1 contradicted"
+    assert verdict_counts([]) == ""
     line = done_line("normalization", 41.2, {"answer": "Yes — faster. More.", "checks": checks})
     assert line == "normalization: done in 41 s — Yes — faster — 3 supported, 1 inconclusive"

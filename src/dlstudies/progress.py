@@ -78,13 +78,9 @@ def first_sentence(text: str) -> str:
 
 
 def verdict_counts(checks: list[dict]) -> str:
-    """'3 supported, 1 inconclusive' from verdicts, or 'k/n checks passed' from older results."""
-    if not checks:
-        return ""
-    if any("verdict" in c for c in checks):
-        counts = {v: sum(c.get("verdict") == v for c in checks) for v in ("supported", "contradicted", "inconclusive")}
-        return ", ".join(f"{n} {v}" for v, n in counts.items() if n)
-    return f"{sum(bool(c.get('passed')) for c in checks)}/{len(checks)} checks passed"
+    """'3 supported, 1 inconclusive' (an older check's `passed` reads as supported or contradicted)."""
+    verdicts = [c.get("verdict") or ("supported" if c.get("passed") else "contradicted") for c in checks]
+    return ", ".join(f"{verdicts.count(v)} {v}" for v in ("supported", "contradicted", "inconclusive") if v in verdicts)
 
 
 def done_line(name: str, seconds: float, results: dict) -> str:

@@ -146,18 +146,16 @@ VERDICTS = ("supported", "contradicted", "inconclusive")
 
 
 def _check(c: dict) -> dict:
-    """A check of either schema: a verdict (three colours) with its effect and interval, or pass/fail."""
-    if "verdict" in c:
-        verdict = c.get("verdict") if c.get("verdict") in VERDICTS else "inconclusive"
-        fmt = number_format(c.get("metric", "") or "")
-        effect = " ".join(x for x in (fmt(c.get("effect")) if c.get("effect") is not None else "",
-                                      _ci(fmt, c.get("ci95")) if c.get("ci95") else "") if x)
-        test = ", ".join(x for x in (c.get("test"), f"p {p_value(c.get('p_value'))}" if c.get("p_value") is not None else "",
-                                     f"n = {c['n']}" if c.get("n") is not None else "") if x)
-        return {**_claim(c), "result": verdict, "css": verdict, "effect_text": effect, "test_text": test}
-    passed = bool(c.get("passed"))
-    return {**_claim(c), "result": "pass" if passed else "fail", "css": "pass" if passed else "fail",
-            "effect_text": "", "test_text": ""}
+    """A check in three colours with its effect and interval; an older check's `passed` reads as
+    supported or contradicted."""
+    verdict = c.get("verdict") or ("supported" if c.get("passed") else "contradicted")
+    verdict = verdict if verdict in VERDICTS else "inconclusive"
+    fmt = number_format(c.get("metric", "") or "")
+    effect = " ".join(x for x in (fmt(c.get("effect")) if c.get("effect") is not None else "",
+                                  _ci(fmt, c.get("ci95")) if c.get("ci95") else "") if x)
+    test = ", ".join(x for x in (c.get("test"), f"p {p_value(c.get('p_value'))}" if c.get("p_value") is not None else "",
+                                 f"n = {c['n']}" if c.get("n") is not None else "") if x)
+    return {**_claim(c), "result": verdict, "css": verdict, "effect_text": effect, "test_text": test}
 
 
 def _claim(c: dict) -> dict:
@@ -169,12 +167,11 @@ def _sanity(c: dict) -> dict:
 
 
 def checks_summary(checks: list[dict]) -> str:
-    """'3 / 1 / 0' (supported / contradicted / inconclusive) for verdicts, 'k/n passed' for older results."""
+    """'3 / 1 / 0': how many checks are supported / contradicted / inconclusive."""
     if not checks:
         return MISSING
-    if any("verdict" in c for c in checks):
-        return " / ".join(str(sum(_check(c)["result"] == v for c in checks)) for v in VERDICTS)
-    return f"{sum(bool(c.get('passed')) for c in checks)}/{len(checks)} passed"
+    results = [_check(c)["result"] for c in checks]
+    return " / ".join(str(results.count(v)) for v in VERDICTS)
 
 
 def setup_line(r: dict) -> str:
@@ -241,7 +238,7 @@ def _md_cell(text) -> str:
 
 def summary_markdown(studies: list[dict]) -> str:
     """The report's top table in Markdown: one row per study."""
-    lines = ["| study | question | answer | checks (supported / contradicted / inconclusive) |", "|---|---|---|---|"]
+    lines = ["| study | question | answer | supported / contradicted / inconclusive |", "|---|---|---|---|"]
     lines += [f"| {_md_cell(s['id'])} | {_md_cell(s['question'])} | {_md_cell(s['answer'])} "
               f"| {_md_cell(s['checks_passed'])} |" for s in studies]
     return "\n".join(lines) + "\n"
@@ -253,9 +250,7 @@ def render_report(out_dir) -> Path:
     results = load_results(out_dir)
     studies = [study_view(folder, r) for folder, r in results]
     total = sum(float(r.get("elapsed_s") or 0.0) for _, r in results)
-    verdicts = any("verdict" in c for _, r in results for c in r.get("checks", []))
-    html = _template().render(studies=studies, version=dlstudies.__version__, total_elapsed=elapsed(total),
-                              checks_header="supported / contradicted / inconclusive" if verdicts else "passed")
+    html = _template().render(studies=studies, version=dlstudies.__version__, total_elapsed=elapsed(total))
     write_atomic(out_dir / "report.html", html)
     write_atomic(out_dir / "summary.md", summary_markdown(studies))
     return out_dir / "report.html"

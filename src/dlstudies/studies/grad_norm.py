@@ -175,4 +175,4 @@ def _combined(runs: list[dict], folder) -> list[str]:
 
 
 STUDY = register(Study("grad-norm", "How does the gradient norm move while the training loss falls?",
-                       PRESETS, units, run_unit, summarize, figures, runtime_s="~10 s"))
+                       PRESETS, run_unit, summarize, figures, units=units, runtime_s="~10 s"))

@@ -281,4 +281,4 @@ def _profiles(runs: list[dict], config: dict, folder) -> list[str]:
 
 
 STUDY = register(Study("loss-surface", "What does the loss look like on a plane around a trained solution?",
-                       PRESETS, units, run_unit, summarize, figures, runtime_s="~30 s"))
+                       PRESETS, run_unit, summarize, figures, units=units, runtime_s="~30 s"))

@@ -245,4 +245,4 @@ def figures(results: dict, folder) -> list[str]:
 
 
 STUDY = register(Study("minimal-ratio", "Near a zero gradient, does a lower loss go with a higher minimal ratio?",
-                       PRESETS, units, run_unit, summarize, figures, runtime_s="~30 s"))
+                       PRESETS, run_unit, summarize, figures, units=units, runtime_s="~30 s"))

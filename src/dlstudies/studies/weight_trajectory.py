@@ -228,5 +228,5 @@ def _accuracy(runs: list[dict], folder) -> list[str]:
 
 
 STUDY = register(Study("weight-trajectory", "What path do the weights take during training, seen in a 2-D PCA plane?",
-                       PRESETS, units, run_unit, summarize, figures, runtime_s="~10 s",
+                       PRESETS, run_unit, summarize, figures, units=units, runtime_s="~10 s",
                        seeds={"smoke": 3, "default": 8, "paper": 8}))  # report B trained 8 times
