@@ -169,7 +169,7 @@ def _report(args, argv) -> int:
     try:
         if args.redraw:
             redraw_figures(args.out)
-        print(render_report(args.out))
+        print(f"report: {render_report(args.out).resolve().as_uri()}")
     except OSError as err:
         raise UsageError(f"report '{args.out}': {err.strerror or err}") from None
     return 0
