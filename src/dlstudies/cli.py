@@ -8,9 +8,10 @@ import shlex
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
-from dlstudies.config import SCALES, Runtime
+from dlstudies.config import SCALES
 from dlstudies.errors import UsageError
 
 EXIT_USAGE = 2
@@ -28,7 +29,7 @@ An interrupted run (Ctrl-C, a timeout) keeps every finished unit: the same comma
 
 EXAMPLES = {
     "list": "Examples:\n  dlstudies list\n  dlstudies list | grep loss",
-    "data": "Examples:\n  dlstudies data\n  dlstudies run normalization --data digits36",
+    "data": "Examples:\n  dlstudies data\n  dlstudies data fetch mnist\n  dlstudies run normalization --data digits36",
     "run": RUN_EXAMPLES,
     "report": "Examples:\n  dlstudies report runs\n  dlstudies report runs --redraw   figures drawn again too",
 }
@@ -82,7 +83,13 @@ def _parser() -> argparse.ArgumentParser:
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
     _command(sub, "list", "the available studies")
-    _command(sub, "data", "the available datasets")
+    data = _command(sub, "data", "the available datasets; `data fetch mnist` downloads MNIST")
+    data_sub = data.add_subparsers(dest="data_command", parser_class=_Parser)
+    fetch = data_sub.add_parser("fetch", help="download a dataset's files (only on this request), checksums verified")
+    fetch.add_argument("dataset", choices=("mnist",))
+    fetch.add_argument("--to", default=None, type=Path, metavar="DIR", help="folder to write the files to (default: $DLSTUDIES_DATA/DATASET, "
+                       "$DLSTUDIES_DATA defaulting to ~/.cache/dlstudies; --data mnist then finds them)")
+    fetch.add_argument("--mirror", default=None, metavar="URL", help="base URL serving the files under their published .gz names")
     run = _command(sub, "run", "run studies and write results, figures and report.html")
     _run_flags(run)
     rep = _command(sub, "report", "rebuild report.html from saved results, without training")
@@ -148,18 +155,25 @@ def _list(args, argv) -> int:
 
 def _data(args, argv) -> int:
     from dlstudies.data import describe_datasets
+    if args.data_command == "fetch":
+        from dlstudies.data.fetch import fetch
+        print(fetch(args.dataset, args.to, args.mirror))
+        return 0
     for line in describe_datasets():
         print(line)
     return 0
 
 
 def _run(args, argv) -> int:
-    from dlstudies.app import run_many
-    runtime = Runtime(engine=args.engine, device=args.device, data_dir=args.data_dir)
-    seeds = args.seeds  # None: each study's default for the scale
+    from dlstudies.api import run
+    start = time.perf_counter()
     command = "dlstudies " + " ".join(shlex.quote(a) for a in argv)
-    run_many(args.studies, args.scale, seeds, args.data, args.overrides, runtime, args.out, args.backend,
-             args.workers, command, quiet=args.quiet, scheduler=args.scheduler)
+    results = run(args.studies, scale=args.scale, seeds=args.seeds, data=args.data, out=args.out,  # seeds None: per study
+                  overrides=args.overrides, engine=args.engine, device=args.device,
+                  workers=args.workers, data_dir=args.data_dir, backend=args.backend, scheduler=args.scheduler,
+                  command=command, quiet=args.quiet)
+    # The last line: where the report is, as a link a terminal can open, and how long it all took.
+    print(f"report: {Path(results.report).resolve().as_uri()} ({time.perf_counter() - start:.0f} s)", flush=True)
     return 0
 
 

@@ -24,9 +24,11 @@ such in the docstring, not a CI); with one run there is no band.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
 import warnings
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Sequence
 
@@ -350,20 +352,38 @@ def tidy_ticks(fig: Figure, rounds: int = 3) -> None:
             _thin(axis)
 
 
+# Inside `kept_figures()`, `save` hands each figure over instead of writing and releasing it (Results.figure).
+_KEPT: ContextVar[dict | None] = ContextVar("kept_figures", default=None)
+
+
+@contextlib.contextmanager
+def kept_figures():
+    """{name: Figure} of every figure saved inside the block, kept open for the caller."""
+    kept: dict[str, Figure] = {}
+    token = _KEPT.set(kept)
+    try:
+        yield kept
+    finally:
+        _KEPT.reset(token)
+
+
 def save(fig: Figure, folder, name: str, svg: bool = True) -> list[str]:
     """Write name.png and name.svg atomically into folder (ticks tidied first), release the figure,
     return the names. svg=False is for callers that know better; every study draws both."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    formats = ("png", "svg") if svg else ("png",)
+    kept = _KEPT.get()
+    if kept is not None:  # the caller wants the Figure itself: no file, no rendering
+        kept[name] = fig
+        return [f"{name}.{fmt}" for fmt in formats]
     if not isinstance(fig.canvas, FigureCanvasAgg):
         FigureCanvasAgg(fig)
     tidy_ticks(fig)
-    written = []
-    for fmt in ("png", "svg") if svg else ("png",):
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for fmt in formats:
         write_atomic(folder / f"{name}.{fmt}", _render(fig, fmt))
-        written.append(f"{name}.{fmt}")
     _close(fig)
-    return written
+    return [f"{name}.{fmt}" for fmt in formats]
 
 
 def _close(fig: Figure) -> None:
@@ -374,5 +394,5 @@ def _close(fig: Figure) -> None:
 
 
 __all__ = ["OKABE_ITO", "bar_ci", "color", "condition_bands", "condition_colors", "confusion", "confusion_grid",
-           "curve_band", "errorbar_x", "mean_band", "new_figure", "row_normalise", "save", "scatter_runs", "share_y",
-           "spans_decades", "thinned", "tidy_ticks", "training_loss_figure"]
+           "curve_band", "errorbar_x", "kept_figures", "mean_band", "new_figure", "row_normalise", "save", "scatter_runs",
+           "share_y", "spans_decades", "thinned", "tidy_ticks", "training_loss_figure"]
