@@ -105,3 +105,23 @@ def test_verdict_counts_and_done_line():
     assert verdict_counts([]) == ""
     line = done_line("normalization", 41.2, {"answer": "Yes — faster. More.", "checks": checks})
     assert line == "normalization: done in 41 s — Yes — faster — 3 supported, 1 inconclusive"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_on_a_terminal_the_bar_counts_member_epochs_with_rate_and_eta():
+    stream = _Terminal()
+    shown = StudyProgress("demo", 2, stream=stream)
+    shown.update(0, 50, 10)
+    assert (shown.bar.n, shown.bar.total) == (10, 100)
+    shown.unit_done(0)
+    shown.update(1, 50, 25)
+    assert (shown.bar.n, shown.bar.total) == (75, 100)
+    shown.bar.refresh()
+    text = stream.getvalue()
+    assert "75/100 epochs" in text and "epoch/s" in text and "<" in text  # elapsed<remaining
+    assert "unit 1/2 done" not in text  # no per-unit lines under a bar
+    shown.close()
