@@ -180,7 +180,7 @@ def setup_line(r: dict) -> str:
         return str(r["setup"])
     cfg = r.get("config", {})
     parts = [f"data {cfg['data']}" if cfg.get("data") else "",
-             f"{cfg['optimizer']}" + (f" lr {sig3(cfg['lr'])}" if cfg.get("lr") else "") if cfg.get("optimizer") else "",
+             f"{cfg['optimizer']}" + (f" lr {cfg['lr']:g}" if cfg.get("lr") else "") if cfg.get("optimizer") else "",
              f"up to {cfg['max_epochs']} epochs" if cfg.get("max_epochs") else "",
              f"batch {cfg['batch_size']}" if cfg.get("batch_size") else "",
              f"{len(r.get('seeds', []))} seeds" if r.get("seeds") else ""]
