@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import signal
@@ -35,12 +36,24 @@ EXAMPLES = {
 }
 
 
-class Interrupted(BaseException):
-    """SIGTERM (timeout, a cluster scheduler) raised in the main thread, as SIGINT raises KeyboardInterrupt."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, Slurm, PBS, dask-jobqueue) stops a run as Ctrl-C does; exit 128 + 15."""
 
 
-def _on_sigterm(signum, frame):
-    raise Interrupted()
+def _terminate(signum, frame):
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    if threading.current_thread() is not threading.main_thread():  # handlers belong to the main thread
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,6 +86,8 @@ def _run_flags(run: argparse.ArgumentParser) -> None:
     run.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                      help="processes: the local pool, or the dask LocalCluster when no --scheduler is given")
     run.add_argument("--backend", default="local", help="where units run: local (this machine) or dask")
+    run.add_argument("--no-wait", action="store_true",
+                     help="if another run is writing --out, exit 2 at once instead of waiting for it")
     run.add_argument("--scheduler", default=None,
                      help="address of a running dask scheduler, e.g. tcp://host:8786 (with --backend dask; docs/cluster.md)")
     run.add_argument("--quiet", action="store_true", help="no progress bar or per-study lines; only the report line")
@@ -104,29 +119,18 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = None
-    previous = _install(signal.SIGTERM, _on_sigterm)
     try:
         if not argv:
             _parser().print_help()
             return 0
-        args = _parser().parse_args(argv)
-        return COMMANDS[args.command](args, argv)
+        with _sigterm_as_interrupt():
+            args = _parser().parse_args(argv)
+            return COMMANDS[args.command](args, argv)
     except UsageError as err:
         print(f"dlstudies: error: {one_line(str(err))}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        return _interrupted(args, EXIT_SIGINT)
-    except Interrupted:
-        return _interrupted(args, EXIT_SIGTERM)
-    finally:
-        _install(signal.SIGTERM, previous)
-
-
-def _install(signum, handler):
-    """signal.signal where allowed (the main thread), else nothing: main() also runs from threads."""
-    if handler is None or threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signum, handler)
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM as Terminated
+        return _interrupted(args, EXIT_SIGTERM if isinstance(err, Terminated) else EXIT_SIGINT)
 
 
 def _interrupted(args, code: int) -> int:
@@ -171,7 +175,7 @@ def _run(args, argv) -> int:
     results = run(args.studies, scale=args.scale, seeds=args.seeds, data=args.data, out=args.out,  # seeds None: per study
                   overrides=args.overrides, engine=args.engine, device=args.device,
                   workers=args.workers, data_dir=args.data_dir, backend=args.backend, scheduler=args.scheduler,
-                  command=command, quiet=args.quiet)
+                  command=command, wait=not args.no_wait, quiet=args.quiet)
     # The last line: where the report is, as a link a terminal can open, and how long it all took.
     print(f"report: {Path(results.report).resolve().as_uri()} ({time.perf_counter() - start:.0f} s)", flush=True)
     return 0
