@@ -59,6 +59,23 @@ class _Act:
 
 def why_not(net: StackedNet, x: torch.Tensor, y: torch.Tensor, spec: TrainSpec) -> str | None:
     """None where the fused path applies to this fit, else the reason it does not."""
+    reason = architecture_reason(net)
+    if reason is not None:
+        return reason
+    if spec.loss not in _LOSSES:
+        return f"loss {spec.loss!r} (fused: {', '.join(_LOSSES)})"
+    if x.dim() != 2 or not x.is_floating_point():
+        return f"inputs of shape {tuple(x.shape)}: the fused path takes (N, features)"
+    n_out = [layer for layer in net.template if type(layer) is nn.Linear][-1].out_features
+    if spec.loss == "cross_entropy" and (y.dim() != 1 or y.is_floating_point()):
+        return "cross-entropy targets that are not one class index per sample"
+    if spec.loss == "mse" and (y.dim() != 2 or y.shape[1] != n_out or y.dtype != x.dtype):
+        return f"squared-error targets of shape {tuple(y.shape)} and dtype {y.dtype}: fused takes (N, {n_out}), {x.dtype}"
+    return None
+
+
+def architecture_reason(net: StackedNet) -> str | None:
+    """None where the stack is a plain MLP (Linear and elementwise activations), else why not."""
     template = net.template
     if type(template) is not nn.Sequential:
         return f"the model is a {type(template).__name__}, not an nn.Sequential"
@@ -72,15 +89,6 @@ def why_not(net: StackedNet, x: torch.Tensor, y: torch.Tensor, spec: TrainSpec) 
         return "the model has buffers"
     if not all(p.requires_grad for p in template.parameters()):
         return "a parameter with requires_grad=False"
-    if spec.loss not in _LOSSES:
-        return f"loss {spec.loss!r} (fused: {', '.join(_LOSSES)})"
-    if x.dim() != 2 or not x.is_floating_point():
-        return f"inputs of shape {tuple(x.shape)}: the fused path takes (N, features)"
-    n_out = [layer for layer in template if type(layer) is nn.Linear][-1].out_features
-    if spec.loss == "cross_entropy" and (y.dim() != 1 or y.is_floating_point()):
-        return "cross-entropy targets that are not one class index per sample"
-    if spec.loss == "mse" and (y.dim() != 2 or y.shape[1] != n_out or y.dtype != x.dtype):
-        return f"squared-error targets of shape {tuple(y.shape)} and dtype {y.dtype}: fused takes (N, {n_out}), {x.dtype}"
     return None
 
 

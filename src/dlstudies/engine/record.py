@@ -23,6 +23,7 @@ class FitResult:
     trace: dict[str, np.ndarray] | None  # "loss", "grad_norm": (M, steps) per step of the traced epochs
     models: list[nn.Module] = field(default_factory=list)
     snapshots: np.ndarray | None = None  # (M, n, P) flat parameters at epochs 0, k, 2k, ... (TrainSpec.snapshot_every)
+    path: str = "reference"  # which engine path ran: "kernel", "fused", "autograd" or "reference"
 
     @staticmethod
     def concat(parts: list["FitResult"]) -> "FitResult":
@@ -34,6 +35,7 @@ class FitResult:
             None if parts[0].trace is None else {k: _padded_cat([p.trace[k] for p in parts]) for k in parts[0].trace},
             [m for p in parts for m in p.models],
             None if parts[0].snapshots is None else np.concatenate([p.snapshots for p in parts]),
+            parts[0].path,
         )
 
     def final(self, name: str = "loss") -> np.ndarray:
@@ -84,9 +86,11 @@ class EpochLog:
             v[~was.numpy()] = np.nan
             self.history.setdefault(name, []).append(v)
 
-    def result(self, trace: np.ndarray | None, models: list[nn.Module], snapshots: np.ndarray | None = None) -> FitResult:
+    def result(self, trace: np.ndarray | None, models: list[nn.Module], snapshots: np.ndarray | None = None,
+               path: str = "reference") -> FitResult:
         hist = {k: np.stack(v, 1) for k, v in self.history.items()}
-        return FitResult(self.epochs, self.converged, self.diverged, self.diverged_epoch, hist, trace, models, snapshots)
+        return FitResult(self.epochs, self.converged, self.diverged, self.diverged_epoch, hist, trace, models, snapshots,
+                         path)
 
 
 class Snapshots:

@@ -43,8 +43,19 @@ class OptSpec:
             raise UsageError(f"momentum must be in [0, 1), got {self.momentum}")
 
 
+def settings(spec: OptSpec) -> dict[str, float]:
+    """Every hyperparameter of a member's rule by the compiled kernel's names (0 where unused)."""
+    rule = OPTIMIZERS.get(spec.name)
+    extra = {**rule.EXTRA, **spec.extra}
+    beta1, beta2 = extra.get("betas", (0.0, 0.0))
+    return {"lr": spec.lr, "momentum": spec.momentum, "beta1": beta1, "beta2": beta2,
+            "eps": extra.get("eps", 0.0), "alpha": extra.get("alpha", 0.0)}
+
+
 class Rule:
     """Base: holds per-member hyperparameters as (m, 1) tensors and the state tensors."""
+
+    EXTRA: dict = {}  # settable hyperparameters besides lr and momentum: torch keyword -> default
 
     def __init__(self, specs: Sequence[OptSpec], params: torch.Tensor):
         self._set_hyper([s.lr for s in specs], [s.momentum for s in specs], params)
@@ -159,6 +170,7 @@ class Nesterov(GeneralizedDelta):
 @OPTIMIZERS.register("adagrad")
 class Adagrad(Rule):
     EPS = 1e-10
+    EXTRA = {"eps": EPS}
     torch_class, torch_kwargs = torch.optim.Adagrad, staticmethod(lambda s: {"lr": s.lr, "eps": Adagrad.EPS})
 
     def init(self, params):
@@ -189,6 +201,7 @@ class Adagrad(Rule):
 @OPTIMIZERS.register("rmsprop")
 class RMSprop(Rule):
     ALPHA, EPS = 0.99, 1e-8
+    EXTRA = {"alpha": ALPHA, "eps": EPS}
     torch_class = torch.optim.RMSprop
     torch_kwargs = staticmethod(lambda s: {"lr": s.lr, "alpha": RMSprop.ALPHA, "eps": RMSprop.EPS})
 
@@ -212,6 +225,7 @@ class RMSprop(Rule):
 @OPTIMIZERS.register("adam")
 class Adam(Rule):
     B1, B2, EPS = 0.9, 0.999, 1e-8
+    EXTRA = {"betas": (B1, B2), "eps": EPS}
     torch_class = torch.optim.Adam
     torch_kwargs = staticmethod(lambda s: {"lr": s.lr, "betas": (Adam.B1, Adam.B2), "eps": Adam.EPS})
 
