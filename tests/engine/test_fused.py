@@ -1,12 +1,13 @@
-"""Every path the batched engine can take — the hand-fused path (pattern mode and mini-batches) and
-the autograd path — against the reference engine, in float64; and the fused path actually taken."""
+"""Every path the batched engine can take — the compiled kernel, the hand-fused path (pattern mode
+and mini-batches) and the autograd path — against the reference engine, in float64; and the path
+actually taken."""
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from dlstudies.engine import ENGINES, StopRule, TrainSpec, fused
+from dlstudies.engine import ENGINES, StopRule, TrainSpec, fused, kernel
 from dlstudies.engine.batched import fit_batched
 from dlstudies.engine.evaluate import accuracy_probe
 from dlstudies.errors import UsageError
@@ -15,7 +16,7 @@ from dlstudies.models.stacked import StackedNet
 from dlstudies.optim import OPTIMIZERS, OptSpec, StackedOptimizer
 
 SEEDS = [0, 1, 2]
-PATHS = ["fused", "autograd"]
+PATHS = ["kernel", "fused", "autograd"]
 
 
 def _data(n=48, d=6, classes=3):
@@ -71,7 +72,7 @@ def test_each_optimizer_fixed_epochs(rule, batch_size, path, fused_epochs):
     a, b = _both([rule], TrainSpec(StopRule(3), batch_size=batch_size), path)
     _assert_same(a, b)
     assert (a.epochs == 3).all()
-    assert len(fused_epochs) == (3 if path == "fused" else 0)
+    assert len(fused_epochs) == (3 if path == "fused" else 0) and a.path == path
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -117,6 +118,7 @@ def test_stopped_member_ends_where_a_solo_fit_ends(batch_size):
     i = int(np.argmin(stacked.epochs))
     assert stacked.epochs[i] < stacked.epochs.max()
     solo, _ = _both(["adam"], spec, "fused", seeds=[SEEDS[i]])
+    assert stacked.path == solo.path == "fused"
     # not bit for bit: a stack of 3 and a stack of 1 are different kernel shapes
     torch.testing.assert_close(_params(solo), torch.cat([p.flatten() for p in stacked.models[i].parameters()]),
                                rtol=1e-8, atol=1e-10)
@@ -173,15 +175,26 @@ def test_divergence_is_recorded_and_others_go_on(batch_size):
                                rtol=1e-10, atol=1e-12)
 
 
-def test_auto_takes_the_fused_path_for_an_mlp_only(fused_epochs):
+def test_auto_takes_the_kernel_for_an_mlp_and_the_fused_path_without_a_compiler(fused_epochs, monkeypatch, capsys):
     x, y = _data()
     spec = TrainSpec(StopRule(2))
     members = build_members(lambda: mlp([6, 5, 3]), SEEDS, torch.float64)
-    ENGINES.get("batched")(members, _opts(["adam"], SEEDS), x, y, spec, SEEDS)
-    assert len(fused_epochs) == 2
+    compiled = ENGINES.get("batched")(members, _opts(["adam"], SEEDS), x, y, spec, SEEDS)
+    assert compiled.path == "kernel" and len(fused_epochs) == 0
+    monkeypatch.setattr(kernel, "compiler", lambda: None)
+    monkeypatch.setattr(kernel, "_said", set())
+    fallback = ENGINES.get("batched")(members, _opts(["adam"], SEEDS), x, y, spec, SEEDS)
+    assert fallback.path == "fused" and len(fused_epochs) == 2
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1 and "no C++ compiler" in said[0] and "fused path runs" in said[0]
+    _assert_same(compiled, fallback)  # the same numbers to rounding
+    with pytest.raises(UsageError, match="kernel path does not apply: no compiled kernel"):
+        fit_batched(members, _opts(["adam"], SEEDS), x, y, spec, SEEDS, path="kernel")
     normed = build_members(lambda: nn.Sequential(nn.Linear(6, 5), nn.LayerNorm(5), nn.Tanh(), nn.Linear(5, 3)),
                            SEEDS, torch.float64)
     assert fused.why_not(StackedNet(normed), x, y, spec) is not None
+    assert ENGINES.get("batched")(normed, _opts(["adam"], SEEDS), x, y, spec, SEEDS).path == "autograd"
+    assert ENGINES.get("reference")(normed, _opts(["adam"], SEEDS), x, y, spec, SEEDS).path == "reference"
 
 
 @pytest.mark.parametrize("model, loss, why", [
