@@ -200,7 +200,7 @@ class KernelTrainer:
         self.lay = lay = Layout(net, [RULES[o.name] for o in opts])
         self.store = lay.to_lanes(net.flat.detach().cpu())
         self.s0, self.s1 = torch.zeros_like(self.store), torch.zeros_like(self.store)
-        self.steps = torch.zeros(lay.blocks, lay.W, dtype=torch.float64)
+        self.powers = torch.ones(lay.blocks, 2, lay.W, dtype=torch.float64)  # Adam: beta1^t, beta2^t
         hyper = torch.zeros(lay.blocks * lay.W, len(HYPER), dtype=torch.float64)
         hyper[lay.slot] = torch.tensor([[settings(o)[k] for k in HYPER] for o in opts], dtype=torch.float64)
         self.hyper = hyper.view(lay.blocks, lay.W, -1).transpose(1, 2).contiguous()
@@ -219,12 +219,12 @@ class KernelTrainer:
         lanes[lay.slot] = order.cpu()
         steps = -(-n // self.spec.batch_size)
         mean = torch.zeros(lay.blocks * lay.W, dtype=torch.float64)
-        tl, tn = (torch.empty(steps, lay.blocks * lay.W, dtype=lay.dtype) for _ in range(2))
+        tl, tn = (torch.empty(steps if tracing else 0, lay.blocks * lay.W, dtype=lay.dtype) for _ in range(2))
         trace_ptrs = (tl.data_ptr(), tn.data_ptr()) if tracing else (None, None)
         library().dls_epoch(*lay.net_args(), self.x.data_ptr(), self.labels.data_ptr(), self.targets.data_ptr(),
                             lanes.data_ptr(), n, self.x.shape[1], LOSS_IDS[self.spec.loss], self.spec.batch_size,
                             lay.blocks, lay.rules.data_ptr(), self.store.data_ptr(), self.s0.data_ptr(),
-                            self.s1.data_ptr(), self.steps.data_ptr(), self.hyper.data_ptr(), self.on.data_ptr(),
+                            self.s1.data_ptr(), self.powers.data_ptr(), self.hyper.data_ptr(), self.on.data_ptr(),
                             mean.data_ptr(), *trace_ptrs)
         self.net.flat.copy_(lay.from_lanes(self.store))
         active = self.on[lay.slot].bool()

@@ -72,7 +72,9 @@ template <typename T> inline V_<T> exp_poly(V_<T> r, bool minus_one) {
   return minus_one ? p : p + splat<V>(1.0);
 }
 
-template <typename T> inline V_<T> vexp(V_<T> x) {
+// exp(x) - 1 (minus_one) or exp(x): x = k ln2 + r, |r| <= ln2 / 2, then 2^k (p(r) + 1) - 1 with
+// p(r) = exp(r) - 1 from its polynomial; at k = 0 that is p(r) itself, without cancellation.
+template <typename T> inline V_<T> vexp_(V_<T> x, bool minus_one) {
   typedef V_<T> V;
   typedef I_<T> I;
   const V hi = splat<V>(Bits<T>::HI), lo = splat<V>(Bits<T>::LO);
@@ -84,26 +86,34 @@ template <typename T> inline V_<T> vexp(V_<T> x) {
   const double ln2_hi = sizeof(T) == 8 ? 0.6931471803691238 : 0.693145751953125;
   const double ln2_lo = sizeof(T) == 8 ? 1.9082149292705877e-10 : 1.428606765330187e-06;
   V r = xc - k * splat<V>(ln2_hi) - k * splat<V>(ln2_lo);
-  V p = exp_poly<T>(r, false);
+  V p = exp_poly<T>(r, true);
   I ki = bits<T>(t) - bits<T>(magic);  // k as an integer
   I k1 = ki >> 1, k2 = ki - k1;        // 2^k as two factors: no overflow at either end of the range
   V s1 = from_bits<T>((k1 + Bits<T>::BIAS) << Bits<T>::MANT);
   V s2 = from_bits<T>((k2 + Bits<T>::BIAS) << Bits<T>::MANT);
-  V y = p * s1 * s2;
+  V y;
+  if (minus_one) {
+    V s = s1 * s2;  // |x| small enough here for 2^k to be normal
+    y = s * p + (s - splat<V>(1.0));
+    y = x < lo ? splat<V>(-1.0) : y;
+  } else {
+    y = (p + splat<V>(1.0)) * s1 * s2;
+    y = x < lo ? splat<V>(0.0) : y;
+  }
   y = x > hi ? splat<V>(INFINITY) : y;
-  y = x < lo ? splat<V>(0.0) : y;
   return x != x ? x : y;
 }
+
+template <typename T> inline V_<T> vexp(V_<T> x) { return vexp_<T>(x, false); }
 
 template <typename T> inline V_<T> vtanh(V_<T> x) {
   typedef V_<T> V;
   typedef I_<T> I;
   const I sign = bits<T>(splat<V>(-0.0));
   V a = from_bits<T>(bits<T>(x) & ~sign);
+  const V far = splat<V>(sizeof(T) == 8 ? -40.0 : -20.0);  // beyond, tanh is 1 to the last bit
   V y = splat<V>(-2.0) * a;
-  V near = exp_poly<T>(y, true);  // |y| < ln2 / 2: expm1 without cancellation
-  V far = vexp<T>(y) - splat<V>(1.0);
-  V e = y > splat<V>(-0.34657359027997264) ? near : far;
+  V e = vexp_<T>(y < far ? far : y, true);  // expm1(-2|x|)
   V th = -e / (splat<V>(2.0) + e);
   return from_bits<T>(bits<T>(th) | (bits<T>(x) & sign));
 }
@@ -175,7 +185,7 @@ struct Net {
 
 template <typename T> struct Hyp {
   typedef V_<T> V;
-  V lr, mu, b1, b2, eps, alpha, omb1, omb2, oma, step_size, bc2s;
+  V lr, mu, b1, b2, eps, alpha, omb1, omb2, oma, step_size, inv_bc2s;
   I_<T> on;  // -1 where the member trains
 };
 
@@ -197,7 +207,7 @@ template <typename T, int R> inline void update(T* p_, T* s0_, T* s1_, V_<T> g, 
     V s1 = *(V*)s1_;
     ns0 = s0 + h.omb1 * (g - s0);  // m.lerp_(g, 1 - beta1)
     V ns1 = h.b2 * s1 + h.omb2 * (g * g);
-    np = p - h.step_size * (ns0 / (vsqrt<T>(ns1) / h.bc2s + h.eps));
+    np = p - h.step_size * (ns0 / (vsqrt<T>(ns1) * h.inv_bc2s + h.eps));  // one division, not torch's two
     *(V*)s1_ = h.on ? ns1 : s1;
   }
   *(V*)p_ = h.on ? np : p;
@@ -315,49 +325,104 @@ template <typename T> struct Block {
         for (int j = 0; j < nb * no; ++j) d[j] = act_backward<T>(act, d[j], y[j]);
       }
       const V* a = output(L - 1);
-      const bool down = L > 0;
-      if (down) std::fill(dprev.begin(), dprev.begin() + (size_t)nb * ni, V{});
-      const int64_t wo = net.weight[L];
-      for (int o = 0; o < no; ++o) {
-        for (int i = 0; i < ni; ++i) {
-          const size_t at = (size_t)(wo + (int64_t)o * ni + i) * Vt<T>::W;
-          V w = *(V*)(p + at);
-          V g{};
-          for (int b = 0; b < nb; ++b) {
-            V db = d[(size_t)b * no + o];
-            g += db * a[(size_t)b * ni + i];
-            if (down) dprev[(size_t)b * ni + i] += w * db;
-          }
+      V* Wp = (V*)p + net.weight[L];
+      V* S0 = (V*)s0 + net.weight[L];
+      V* S1 = (V*)s1 + net.weight[L];
+      if (nb == 1)
+        sq += weights_one<R>(Wp, S0, S1, a, h, ni, no, L > 0, norm);
+      else
+        sq += weights_batch<R>(Wp, S0, S1, a, h, ni, no, nb, L > 0, norm);
+      if (net.bias[L] >= 0) {
+        const int64_t at = net.bias[L];
+        for (int o = 0; o < no; ++o) {
+          V g = d[o];
+          for (int b = 1; b < nb; ++b) g += d[(size_t)b * no + o];
           if (norm) sq += g * g;
-          update<T, R>(p + at, s0 + at, s1 + at, g, h);
-        }
-        if (net.bias[L] >= 0) {
-          V g{};
-          for (int b = 0; b < nb; ++b) g += d[(size_t)b * no + o];
-          if (norm) sq += g * g;
-          const size_t at = (size_t)(net.bias[L] + o) * Vt<T>::W;
-          update<T, R>(p + at, s0 + at, s1 + at, g, h);
+          update<T, R>((T*)((V*)p + at + o), (T*)((V*)s0 + at + o), (T*)((V*)s1 + at + o), g, h);
         }
       }
-      if (down) std::copy(dprev.begin(), dprev.begin() + (size_t)nb * ni, d.begin());
+      if (L > 0) std::copy(dprev.begin(), dprev.begin() + (size_t)nb * ni, d.begin());
+    }
+    return sq;
+  }
+
+  // one sample: four inputs at a time, their input gradients summed over the outputs in registers
+  template <int R> V weights_one(V* Wp, V* S0, V* S1, const V* a, const Hyp<T>& h, int ni, int no, bool down,
+                                 bool norm) {
+    V sq{};
+    int i = 0;
+    for (; i + 4 <= ni; i += 4) {
+      V acc0{}, acc1{}, acc2{}, acc3{};
+      const V a0 = a[i], a1 = a[i + 1], a2 = a[i + 2], a3 = a[i + 3];
+      for (int o = 0; o < no; ++o) {
+        const V dv = d[o];
+        const size_t at = (size_t)o * ni + i;
+        V* w = Wp + at;
+        acc0 += w[0] * dv; acc1 += w[1] * dv; acc2 += w[2] * dv; acc3 += w[3] * dv;
+        V g0 = dv * a0, g1 = dv * a1, g2 = dv * a2, g3 = dv * a3;
+        if (norm) sq += g0 * g0 + g1 * g1 + g2 * g2 + g3 * g3;
+        update<T, R>((T*)w, (T*)(S0 + at), (T*)(S1 + at), g0, h);
+        update<T, R>((T*)(w + 1), (T*)(S0 + at + 1), (T*)(S1 + at + 1), g1, h);
+        update<T, R>((T*)(w + 2), (T*)(S0 + at + 2), (T*)(S1 + at + 2), g2, h);
+        update<T, R>((T*)(w + 3), (T*)(S0 + at + 3), (T*)(S1 + at + 3), g3, h);
+      }
+      if (down) { dprev[i] = acc0; dprev[i + 1] = acc1; dprev[i + 2] = acc2; dprev[i + 3] = acc3; }
+    }
+    for (; i < ni; ++i) {
+      V acc{};
+      const V ai = a[i];
+      for (int o = 0; o < no; ++o) {
+        const V dv = d[o];
+        const size_t at = (size_t)o * ni + i;
+        acc += Wp[at] * dv;
+        V g = dv * ai;
+        if (norm) sq += g * g;
+        update<T, R>((T*)(Wp + at), (T*)(S0 + at), (T*)(S1 + at), g, h);
+      }
+      if (down) dprev[i] = acc;
+    }
+    return sq;
+  }
+
+  template <int R> V weights_batch(V* Wp, V* S0, V* S1, const V* a, const Hyp<T>& h, int ni, int no, int nb,
+                                   bool down, bool norm) {
+    V sq{};
+    if (down) std::fill(dprev.begin(), dprev.begin() + (size_t)nb * ni, V{});
+    for (int o = 0; o < no; ++o) {
+      for (int i = 0; i < ni; ++i) {
+        const size_t at = (size_t)o * ni + i;
+        V w = Wp[at];
+        V g{};
+        for (int b = 0; b < nb; ++b) {
+          V db = d[(size_t)b * no + o];
+          g += db * a[(size_t)b * ni + i];
+          if (down) dprev[(size_t)b * ni + i] += w * db;
+        }
+        if (norm) sq += g * g;
+        update<T, R>((T*)(Wp + at), (T*)(S0 + at), (T*)(S1 + at), g, h);
+      }
     }
     return sq;
   }
 };
 
-template <typename T> void step_hyper(Hyp<T>& h, const double* hyper, double* steps, const uint8_t* on) {
+// Adam's bias corrections per member for the next step, in double as torch.optim.Adam computes them;
+// powers[0 .. W) and [W .. 2W) hold beta1^t and beta2^t, advanced for members that train.
+template <typename T> void step_hyper(Hyp<T>& h, const double* hyper, double* powers, const uint8_t* on) {
   typedef V_<T> V;
   const int W = Vt<T>::W;
-  V ss, bc;
-  for (int l = 0; l < W; ++l) {  // Adam's bias corrections per member, in double as torch.optim.Adam
-    double t = steps[l] + (on[l] ? 1.0 : 0.0);
-    steps[l] = t;
-    double b1 = hyper[BETA1 * W + l], b2 = hyper[BETA2 * W + l];
-    ss[l] = (T)(hyper[LR * W + l] / (1.0 - std::pow(b1, t > 0 ? t : 1.0)));
-    bc[l] = (T)std::sqrt(1.0 - std::pow(b2, t > 0 ? t : 1.0));
+  V ss, inv;
+  for (int l = 0; l < W; ++l) {
+    if (on[l]) {
+      powers[l] *= hyper[BETA1 * W + l];
+      powers[W + l] *= hyper[BETA2 * W + l];
+    }
+    const double bc1 = 1.0 - powers[l], bc2 = 1.0 - powers[W + l];
+    ss[l] = (T)(hyper[LR * W + l] / (bc1 > 0 ? bc1 : 1.0));
+    inv[l] = (T)(1.0 / std::sqrt(bc2 > 0 ? bc2 : 1.0));
   }
   h.step_size = ss;
-  h.bc2s = bc;
+  h.inv_bc2s = inv;
 }
 
 template <typename T> Hyp<T> block_hyper(const double* hyper, const uint8_t* on) {
@@ -374,7 +439,7 @@ template <typename T> Hyp<T> block_hyper(const double* hyper, const uint8_t* on)
     h.on[l] = on[l] ? -1 : 0;
   }
   h.step_size = h.lr;
-  h.bc2s = splat<V>(1.0);
+  h.inv_bc2s = splat<V>(1.0);
   return h;
 }
 
@@ -445,7 +510,7 @@ void epoch_all(const Net& net, const Data& data, int64_t blocks, const int32_t* 
     bool any = false;
     for (int l = 0; l < W; ++l) any |= on[b * W + l] != 0;
     if (!any) continue;  // every member of the block has stopped
-    by_rule[rules[b]](net, data, b, p + b * P * W, s0 + b * P * W, s1 + b * P * W, steps + b * W,
+    by_rule[rules[b]](net, data, b, p + b * P * W, s0 + b * P * W, s1 + b * P * W, steps + b * 2 * W,
                       hyper + b * N_HYPER * W, on + b * W, mean, tl, tn, lanes);
   }
 }
