@@ -13,7 +13,7 @@ from dlstudies.engine.evaluate import accuracy_probe
 from dlstudies.errors import UsageError
 from dlstudies.models.builders import build_members, mlp
 from dlstudies.models.stacked import StackedNet
-from dlstudies.optim import OPTIMIZERS, OptSpec, StackedOptimizer
+from dlstudies.optim import OPTIMIZERS, OptSpec
 
 SEEDS = [0, 1, 2]
 PATHS = ["kernel", "fused", "autograd"]
@@ -210,45 +210,3 @@ def test_fused_refuses_what_it_does_not_cover(model, loss, why):
         fit_batched(members, _opts(["delta"], SEEDS), x, y, spec, SEEDS, path="fused")
     with pytest.raises(UsageError, match="path must be"):
         fit_batched(members, _opts(["delta"], SEEDS), x, y, spec, SEEDS, path="fast")
-
-
-@pytest.mark.parametrize("rule", OPTIMIZERS.names())
-@pytest.mark.parametrize("layout", ["rows", "transposed", "columns of a transposed stack"])
-@pytest.mark.parametrize("lr", [0.05, [0.01, 0.05, 0.2]])
-def test_in_place_step_equals_the_functional_update(rule, layout, lr):
-    # step_ (in place, fused kernels where the layout and hyperparameters allow) against update.
-    g = torch.Generator().manual_seed(0)
-    P = 7
-    base = torch.randn(3, P, generator=g, dtype=torch.float64)
-    if layout == "rows":
-        p = base.clone()
-    elif layout == "transposed":
-        p = base.t().contiguous().t()
-    else:
-        p = torch.cat([torch.zeros(P, 1, dtype=torch.float64), base.t().contiguous()], 1).t()[1:]
-    specs = _opts([rule], SEEDS, lr)
-    fast = OPTIMIZERS.get(rule)(specs, p).select(torch.arange(3), like=p)
-    slow = OPTIMIZERS.get(rule)(specs, base)
-    ref = base.clone()
-    for _ in range(4):
-        grad = torch.randn(3, P, generator=g, dtype=torch.float64)
-        fast.step_(p, grad.clone())
-        new, slow.state = slow.update(ref, grad, slow.state)
-        ref = new
-    torch.testing.assert_close(p, ref, rtol=1e-12, atol=1e-14)
-
-
-def test_select_keeps_each_members_state_and_bind_steps_in_place():
-    flat = torch.randn(5, 4, dtype=torch.float64)
-    opt = StackedOptimizer(_opts(["adam"], [0, 1]) + _opts(["delta"], [0, 1, 2]), flat)
-    opt.step(flat, torch.ones_like(flat))
-    sub = opt.select(torch.tensor([1, 3]), like=flat[[1, 3]].t().contiguous().t())
-    assert [(rows.start, rows.stop) for rows, _ in sub.groups] == [(0, 1), (1, 2)]
-    adam = sub.groups[0][1]
-    torch.testing.assert_close(adam.state["m"], opt.groups[0][1].state["m"][1:2])
-    assert adam.state["m"].t().is_contiguous()
-    kept = flat[[1, 3]].clone()
-    step = sub.bind(kept, torch.ones_like(kept))
-    before = kept.clone()
-    step()
-    assert (kept != before).all()

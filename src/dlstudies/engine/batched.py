@@ -41,7 +41,7 @@ def fit_batched(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.
     path (fused.py) where that applies, else autograd; "kernel" or "fused" insists on that path (a
     UsageError says why it does not apply); "autograd" takes neither."""
     x, y = x.to(spec.device, members[0].parameters().__next__().dtype), y.to(spec.device)
-    net = StackedNet([copy.deepcopy(m).to(spec.device) for m in members])
+    net = StackedNet([_on(m, spec.device) for m in members])
     order = ORDERS.get(spec.order)(y, seeds)
     log = EpochLog(spec.stop, net.M)
     taken, fast = _fast_trainer(net, opts, x, y, spec, path)
@@ -68,6 +68,14 @@ def fit_batched(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.
         if not log.active.any():
             break
     return log.result(_join(traces), _modules(net, members), snaps.result(net.flat), taken)
+
+
+def _on(member: nn.Module, device: str) -> nn.Module:
+    """The member itself where it is on `device` already (StackedNet copies its parameters and
+    never writes to it), else a copy moved there (Module.to moves in place)."""
+    if all(p.device == torch.device(device) for p in member.parameters()):
+        return member
+    return copy.deepcopy(member).to(device)
 
 
 def _fast_trainer(net: StackedNet, opts, x, y, spec: TrainSpec, path: str):

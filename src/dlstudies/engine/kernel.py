@@ -28,12 +28,12 @@ from torch import nn
 
 from dlstudies.engine.spec import TrainSpec
 from dlstudies.models.stacked import StackedNet
-from dlstudies.optim import OptSpec, settings
+from dlstudies.optim import OPTIMIZERS, OptSpec, settings
 
 SOURCE = Path(__file__).parent / "csrc" / "mlp_kernel.cpp"
 CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-std=c++17"]
 ACTS = {nn.Tanh: 1, nn.ReLU: 2, nn.Sigmoid: 3}
-RULES = {"delta": 0, "generalized-delta": 1, "nesterov": 2, "adagrad": 3, "rmsprop": 4, "adam": 5}
+RULES = {name: OPTIMIZERS.get(name).kernel for name in OPTIMIZERS}  # rule -> number in the kernel
 HYPER = ("lr", "momentum", "beta1", "beta2", "eps", "alpha")  # the kernel's order (enum Hyper)
 LOSS_IDS = {"cross_entropy": 0, "mse": 1}
 _V, _P = ctypes.c_void_p, ctypes.c_int64
