@@ -157,15 +157,16 @@ def test_squared_error(batch_size, path):
     np.testing.assert_allclose(a.trace["loss"], b.trace["loss"], rtol=1e-10)
 
 
+@pytest.mark.parametrize("path", ["kernel", "fused"])
 @pytest.mark.parametrize("batch_size", [1, 48])
-def test_divergence_is_recorded_and_others_go_on(batch_size):
+def test_divergence_is_recorded_and_others_go_on(batch_size, path):
     # A linear net on squared error explodes under plain SGD with a huge step; Adam's step is bounded.
     x, _ = _data()
     y = x[:, :3] * 100
     members = build_members(lambda: mlp([6, 5, 3], act=nn.Identity), [0, 1], torch.float64) * 2
     opts = [OptSpec("delta", 10.0)] * 2 + [OptSpec("adam", 0.01)] * 2
     spec = TrainSpec(StopRule(6), batch_size=batch_size, loss="mse")
-    a = fit_batched(members, opts, x, y, spec, [0, 1, 0, 1], path="fused")
+    a = fit_batched(members, opts, x, y, spec, [0, 1, 0, 1], path=path)
     b = ENGINES.get("reference")(members, opts, x, y, spec, [0, 1, 0, 1])
     assert a.diverged[:2].all() and not a.diverged[2:].any()
     np.testing.assert_array_equal(a.diverged, b.diverged)
@@ -210,3 +211,19 @@ def test_fused_refuses_what_it_does_not_cover(model, loss, why):
         fit_batched(members, _opts(["delta"], SEEDS), x, y, spec, SEEDS, path="fused")
     with pytest.raises(UsageError, match="path must be"):
         fit_batched(members, _opts(["delta"], SEEDS), x, y, spec, SEEDS, path="fast")
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_extra_settings_reach_every_path(path):
+    # Adam's betas and eps, RMSProp's alpha and eps, Adagrad's eps, member by member.
+    x, y = _data()
+    extras = [("adam", {"betas": (0.8, 0.99)}), ("adam", {"eps": 1e-2}), ("rmsprop", {"alpha": 0.9}),
+              ("rmsprop", {"eps": 1e-1}), ("adagrad", {"eps": 0.5}), ("adagrad", {})]
+    opts = [OptSpec(rule, 0.05, extra=extra) for rule, extra in extras]
+    members = build_members(lambda: mlp([6, 5, 4, 3]), range(len(opts)), torch.float64)
+    spec = TrainSpec(StopRule(3), batch_size=4)
+    a = fit_batched(members, opts, x, y, spec, range(len(opts)), path=path)
+    b = ENGINES.get("reference")(members, opts, x, y, spec, range(len(opts)))
+    _assert_same(a, b)
+    plain = ENGINES.get("reference")(members, [OptSpec(rule, 0.05) for rule, _ in extras], x, y, spec, range(len(opts)))
+    assert not np.allclose(a.history["loss"][:5], plain.history["loss"][:5], rtol=1e-6)  # the settings took effect
