@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import fcntl
 import hashlib
 import os
 import platform
@@ -27,6 +26,11 @@ import torch
 from torch import nn
 
 from dlstudies.engine.spec import TrainSpec
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock, concurrent first builds may each compile
+    fcntl = None
 from dlstudies.models.stacked import StackedNet
 from dlstudies.optim import OPTIMIZERS, OptSpec, settings
 
@@ -82,7 +86,8 @@ def _library_cached(cxx: str):
     name = f"dls_mlp_{key}"
     so = where / f"{name}.so"
     with open(where / "build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a second worker waits here while the first compiles
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # a second worker waits here while the first compiles
         if not so.exists():
             _build(name, where)
     return _declare(ctypes.CDLL(str(so)))
@@ -151,7 +156,8 @@ class Layout:
         self.acts = torch.tensor([[ACTS[type(a)] for a in row] + [0] * (self.max_acts - len(row)) for row in acts],
                                  dtype=torch.int32)
         self.dtype = net.flat.dtype
-        self.W = library().dls_lanes(self.dtype.itemsize)
+        self.lib = library()  # looked up once: a fit calls it every epoch
+        self.W = self.lib.dls_lanes(self.dtype.itemsize)
         self._place(groups)
 
     def _place(self, groups: list[int]) -> None:
@@ -187,7 +193,7 @@ class Layout:
         """Eval-mode outputs of every member on the same inputs, (M, N, C)."""
         x = self.inputs(x.cpu())
         out = torch.empty(self.blocks * self.W, len(x), self.C, dtype=self.dtype)
-        library().dls_predict(*self.net_args(), self.blocks, store.data_ptr(), x.data_ptr(), len(x), x.shape[1],
+        self.lib.dls_predict(*self.net_args(), self.blocks, store.data_ptr(), x.data_ptr(), len(x), x.shape[1],
                               out.data_ptr())
         return out[self.slot]
 
@@ -221,11 +227,11 @@ class KernelTrainer:
         mean = torch.zeros(lay.blocks * lay.W, dtype=torch.float64)
         tl, tn = (torch.empty(steps if tracing else 0, lay.blocks * lay.W, dtype=lay.dtype) for _ in range(2))
         trace_ptrs = (tl.data_ptr(), tn.data_ptr()) if tracing else (None, None)
-        library().dls_epoch(*lay.net_args(), self.x.data_ptr(), self.labels.data_ptr(), self.targets.data_ptr(),
-                            lanes.data_ptr(), n, self.x.shape[1], LOSS_IDS[self.spec.loss], self.spec.batch_size,
-                            lay.blocks, lay.rules.data_ptr(), self.store.data_ptr(), self.s0.data_ptr(),
-                            self.s1.data_ptr(), self.powers.data_ptr(), self.hyper.data_ptr(), self.on.data_ptr(),
-                            mean.data_ptr(), *trace_ptrs)
+        data = [self.x.data_ptr(), self.labels.data_ptr(), self.targets.data_ptr(), lanes.data_ptr(), n,
+                self.x.shape[1], LOSS_IDS[self.spec.loss], min(self.spec.batch_size, n)]
+        stack = [lay.blocks, lay.rules.data_ptr(), self.store.data_ptr(), self.s0.data_ptr(), self.s1.data_ptr(),
+                 self.powers.data_ptr(), self.hyper.data_ptr(), self.on.data_ptr()]
+        lay.lib.dls_epoch(*lay.net_args(), *data, *stack, mean.data_ptr(), *trace_ptrs)
         self.net.flat.copy_(lay.from_lanes(self.store))
         active = self.on[lay.slot].bool()
         trace = {"loss": self._stopped_nan(tl.t()[lay.slot], active),
