@@ -7,6 +7,7 @@ from dlstudies.config import Runtime, as_dict
 from dlstudies.runner import run_study
 from dlstudies.studies import STUDIES, load_studies
 from dlstudies.studies.base import finite
+from dlstudies.studies.results import summarize_study
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -27,8 +28,8 @@ def _run_tiny(name: str, cfg, seeds, folder=None, runtime: Runtime | None = None
     """
     load_studies()
     study = STUDIES.get(name)
-    results = [finite(study.run_unit(u)) for u in study.units(cfg, tuple(seeds), runtime or Runtime())]
-    summary = finite(study.summarize(cfg, results))
+    results = [finite(study.run_unit(u)) for u in study.work_units(cfg, tuple(seeds), runtime or Runtime())]
+    summary = finite(summarize_study(study, cfg, results))
     files = study.figures({**summary, "config": as_dict(cfg)}, folder) if folder is not None else []
     return results, summary, files
 

@@ -92,6 +92,11 @@ COMMON_CHECKS = {
 }
 
 
+def check_fields(cfg: Any) -> Any:
+    """Every field rule that applies to the Config (by field name); UsageError on the first broken one."""
+    return check_common(cfg)
+
+
 def check_common(cfg: Any) -> Any:
     for name, (valid, rule) in COMMON_CHECKS.items():
         if hasattr(cfg, name) and not valid(getattr(cfg, name)):

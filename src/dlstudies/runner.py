@@ -18,6 +18,7 @@ from dlstudies.executors import EXECUTORS, THREADS_PER_UNIT
 from dlstudies.store import UnitStore, unit_key, write_json
 from dlstudies.studies import STUDIES, load_studies
 from dlstudies.studies.base import Unit, finite
+from dlstudies.studies.results import summarize_study
 
 
 def execute_unit(unit: Unit) -> dict:
@@ -55,7 +56,7 @@ def run_config(name: str, cfg, scale: str, n_seeds: int, runtime: Runtime, out: 
     """Run a study with a validated config on an open backend (`execute`, see executors.py):
     stored units are reused, the others run and are stored."""
     study, seeds, start = STUDIES.get(name), tuple(range(n_seeds)), time.perf_counter()
-    units = study.units(cfg, seeds, runtime)
+    units = study.work_units(cfg, seeds, runtime)
     store = UnitStore(out / name / "units")
     stored = {key_of(u): store.load(key_of(u)) for u in units}
     todo = [u for u in units if stored[key_of(u)] is None]
@@ -71,7 +72,7 @@ def run_config(name: str, cfg, scale: str, n_seeds: int, runtime: Runtime, out: 
 def _finish(study, cfg, scale, seeds, runtime, unit_results, out, command, start) -> dict:
     folder = out / study.name
     results = {"study": study.name, "question": study.question, "scale": scale, "config": as_dict(cfg),
-               "seeds": list(seeds), "command": command, **study.summarize(cfg, unit_results)}
+               "seeds": list(seeds), "command": command, **summarize_study(study, cfg, unit_results)}
     results["figures"] = study.figures(results, folder)
     results["elapsed_s"] = time.perf_counter() - start
     results["compute_s"] = sum(r.get("elapsed_s", 0.0) for r in unit_results)

@@ -16,7 +16,7 @@ def _net(overrides):
     load_studies()
     study = STUDIES.get("optimizers")
     cfg = apply_overrides(study.presets["smoke"], overrides)
-    unit = study.units(cfg, (0, 1), Runtime())[0]
+    unit = study.work_units(cfg, (0, 1), Runtime())[0]
     data, dtype, builder = _setup(cfg, unit)
     return data, StackedNet(build_members(builder, [0, 1], dtype))
 

@@ -1,14 +1,21 @@
-"""What a study is: its question, its Config presets, and four functions the runner calls."""
+"""What a study is: its question, its Config presets, its work-unit grid, its claims, and the
+functions the runner calls.
+
+A study module holds only its science (how a unit trains and measures, what the literature
+claims, how the answer reads, what the figures draw); the `Study` record owns the rest: field
+rules that run on every Config however it is built (`StudyConfig`), the units from a declared
+grid of conditions × seed blocks, the standard summary per condition and the claim evaluation.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from dlstudies.config import DEFAULT_SEEDS, Runtime
+from dlstudies.config import DEFAULT_SEEDS, Runtime, check_fields
 from dlstudies.registry import Registry
 
 STUDIES: Registry = Registry("study")
@@ -29,19 +36,58 @@ class Unit:
 
 
 @dataclass(frozen=True)
+class StudyConfig:
+    """Base of every study's Config. The field rules (config.check_fields: bounds by field name,
+    or a field's own `metadata["rule"]`) and the study's `validate()` run in `__post_init__`, so
+    they hold for presets, `dataclasses.replace()` and `--set` alike. Subclasses override
+    `validate` (cross-field rules, registry names), never `__post_init__`."""
+
+    def __post_init__(self):
+        check_fields(self)
+        self.validate()
+
+    def validate(self) -> None:
+        pass
+
+
+Grid = Callable[[Any], Sequence[tuple[tuple[str, Any], ...]]]
+
+
+def no_grid(cfg: Any) -> list[tuple]:
+    return [()]
+
+
+@dataclass(frozen=True)
 class Study:
+    """A study. `grid(cfg)` lists the unit params (e.g. `(("norm", "batchnorm"),)`), each run for
+    every block of seeds; `claims(cfg)` the Claim records judged after `summarize`; `answer(cfg,
+    results)` the one-sentence answer, opening with the verdict. `units` overrides the grid where
+    a study needs another partition."""
+
     name: str
     question: str
     presets: dict[str, Any]  # scale -> Config
-    units: Callable[[Any, tuple[int, ...], Runtime], list[Unit]]
     run_unit: Callable[[Unit], dict]  # -> {"runs": [...], ...} of plain, JSON-ready data
-    summarize: Callable[[Any, list[dict]], dict]  # -> conditions, comparisons, checks, answer, ...
+    summarize: Callable[..., dict]  # (cfg, unit_results[, standard]) -> conditions, tables, ...
     figures: Callable[[dict, Any], list[str]]  # (results, folder) -> file names drawn
     runtime_s: str = ""  # expected runtime at default scale, for `dlstudies list`
     seeds: dict[str, int] | None = None  # seeds per scale when --seeds is not given; None: DEFAULT_SEEDS
+    grid: Grid = no_grid
+    units: Callable[[Any, tuple[int, ...], Runtime], list[Unit]] | None = None
+    metrics: tuple[str, ...] = ()  # summarised per condition by the standard summary
+    claims: Callable[[Any], list] | None = None
+    answer: Callable[[Any, dict], str] | None = None
+    setup: Callable[[Any], str] | None = None  # one line: data, model, optimizer, budget
 
     def default_seeds(self, scale: str) -> int:
         return (self.seeds or DEFAULT_SEEDS)[scale]
+
+    def work_units(self, cfg: Any, seeds: tuple[int, ...], runtime: Runtime) -> list[Unit]:
+        if self.units is not None:
+            return self.units(cfg, seeds, runtime)
+        size = getattr(cfg, "seed_chunk", len(seeds) or 1)
+        return [Unit(self.name, cfg, block, runtime, tuple(params))
+                for params in self.grid(cfg) for block in seed_blocks(seeds, size)]
 
 
 def register(study: Study) -> Study:
@@ -51,6 +97,15 @@ def register(study: Study) -> Study:
 def seed_chunks(seeds: tuple[int, ...], size: int) -> list[tuple[int, ...]]:
     """Seeds in fixed-size chunks: the partition, and so each result, never depends on --workers."""
     return [tuple(seeds[i:i + size]) for i in range(0, len(seeds), max(1, size))]
+
+
+def seed_blocks(seeds: Sequence[int], size: int) -> list[tuple[int, ...]]:
+    """Seeds grouped by block id (seed // size): seed 3 trains beside seeds 0-9 whether 4 or 10
+    seeds were asked for, and a seed list (0, 1, 12) keeps 12 in a block of its own."""
+    blocks: dict[int, list[int]] = {}
+    for s in sorted(seeds):
+        blocks.setdefault(s // max(1, size), []).append(s)
+    return [tuple(b) for _, b in sorted(blocks.items())]
 
 
 def finite(value: Any) -> Any:

@@ -220,4 +220,4 @@ def _prediction_figure(results: dict, targets: list[str], folder) -> list[str]:
 
 
 STUDY = register(Study("function-fit", "At an equal parameter count, does a deeper network fit a 1-D function better?",
-                       PRESETS, units, run_unit, summarize, figures, runtime_s="~1 min"))
+                       PRESETS, run_unit, summarize, figures, units=units, runtime_s="~1 min"))

@@ -250,4 +250,4 @@ def _test_bars(conditions: dict, folder) -> list[str]:
 
 
 STUDY = register(Study("image-depth", "At an equal parameter count, does a deeper CNN or MLP classify images better?",
-                       PRESETS, units, run_unit, summarize, figures, runtime_s="~10 s"))
+                       PRESETS, run_unit, summarize, figures, units=units, runtime_s="~10 s"))

@@ -259,4 +259,4 @@ def _mark_endpoints(ax, conditions: dict, kind: str) -> None:
 
 STUDY = register(Study("interpolation", "Along the line between a small-batch and a large-batch solution, which "
                        "one sits in the flatter basin, and which generalizes better?",
-                       PRESETS, units, run_unit, summarize, figures, runtime_s="~1 min"))
+                       PRESETS, run_unit, summarize, figures, units=units, runtime_s="~1 min"))

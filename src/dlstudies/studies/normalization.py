@@ -350,4 +350,4 @@ def _equal_epochs(budget: dict, folder) -> list[str]:
 
 
 STUDY = register(Study("normalization", "Does BatchNorm or LayerNorm train report A's MLP faster, and does it over-fit?",
-                       PRESETS, units, run_unit, summarize, figures, runtime_s="~2 min"))
+                       PRESETS, run_unit, summarize, figures, units=units, runtime_s="~2 min"))

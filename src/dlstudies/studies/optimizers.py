@@ -217,4 +217,4 @@ def _ordering_figure(ordering: dict, folder) -> list[str]:
 
 
 STUDY = register(Study("optimizers", "Which update rule trains report A's 36-20-10-5 MLP fastest and to the best accuracy?",
-                       PRESETS, units, run_unit, summarize, figures, runtime_s="~2 min"))
+                       PRESETS, run_unit, summarize, figures, units=units, runtime_s="~2 min"))

@@ -180,4 +180,4 @@ def figures(results: dict, folder) -> list[str]:
 
 STUDY = register(Study("params-generalization", "How do test loss, test accuracy and the generalization gap of an "
                        "MLP change with its number of parameters?",
-                       PRESETS, units, run_unit, summarize, figures, runtime_s="~15 s"))
+                       PRESETS, run_unit, summarize, figures, units=units, runtime_s="~15 s"))

@@ -332,4 +332,4 @@ def _labels_figure(conditions: dict, benefits: dict, fractions: list[float], fol
 
 
 STUDY = register(Study("pretraining", "Does stacked-autoencoder pre-training beat random initialisation, and more so "
-                       "when labels are scarce?", PRESETS, units, run_unit, summarize, figures, runtime_s="~1 min"))
+                       "when labels are scarce?", PRESETS, run_unit, summarize, figures, units=units, runtime_s="~1 min"))

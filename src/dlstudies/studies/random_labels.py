@@ -266,4 +266,4 @@ def _thresholds_figure(results: dict, folder) -> list[str]:
 
 
 STUDY = register(Study("random-labels", "Can the network fit random labels, and how much longer does it take than "
-                       "fitting the true ones?", PRESETS, units, run_unit, summarize, figures, runtime_s="~1.5 min"))
+                       "fitting the true ones?", PRESETS, run_unit, summarize, figures, units=units, runtime_s="~1.5 min"))

@@ -101,3 +101,85 @@ def in_most(flags) -> tuple[int, bool]:
     flags = np.asarray(flags, dtype=bool)
     k = int(np.sum(flags))
     return k, k > len(flags) / 2
+
+
+# ---- the standard summary every study gets (METHOD.md §2) --------------------------------------
+
+def describe_conditions(conditions: dict, metrics: Sequence[str]) -> dict:
+    """Each condition's summary per metric: the statistic its kind takes, with its own interval."""
+    for name, c in conditions.items():
+        c["summary"] = {m: stats.describe(metric_values(conditions, name, m), m) for m in metrics}
+    return conditions
+
+
+def cell(s: dict, metric: str) -> str:
+    """'85.4% [83.1%, 87.2%]' or '0.0123 [0.0101, 0.0150]': a summary's statistic and its interval."""
+    from dlstudies.analysis.measures import interval_text, value_text
+
+    if s.get("value") is None:
+        return "n/a"
+    return f"{value_text(metric, s['value'])} {interval_text(metric, s['ci95'])}"
+
+
+def main_table(conditions: dict, metrics: Sequence[str], title: str = "") -> dict:
+    """The study's table: one row per condition, one column per metric, statistic [95% CI]."""
+    def heading(m):
+        stat = next((c["summary"][m]["statistic"] for c in conditions.values()
+                     if c["summary"][m].get("value") is not None), "mean")
+        return f"{m} ({stat} [95% CI])"
+    rows = [[name] + [cell(c["summary"][m], m) for m in metrics] for name, c in conditions.items()]
+    return {"title": title or "Per condition, over seeds", "columns": ["condition"] + [heading(m) for m in metrics],
+            "rows": rows}
+
+
+def convergence(conditions: dict) -> dict:
+    """How many runs per condition are flagged still improving / diverged (answers must read it)."""
+    return {name: {"runs": len(c["runs"]),
+                   "still_improving": sum(bool(r.get("still_improving")) for r in c["runs"]),
+                   "diverged": sum(bool(r.get("diverged")) for r in c["runs"])}
+            for name, c in conditions.items()}
+
+
+STILL_IMPROVING_TAIL = 0.1
+STILL_IMPROVING_DROP = 0.01
+
+
+def still_improving(curve: Sequence) -> bool:
+    """The run is still improving: over its last 10% of epochs the loss fell by more than 1%
+    (relative). A curve of fewer than two finite points says nothing: False."""
+    x = np.asarray([np.nan if v is None else v for v in curve], dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) < 2:
+        return False
+    k = max(1, int(np.ceil(STILL_IMPROVING_TAIL * len(x))))
+    before, last = x[-1 - k], x[-1]
+    return bool(before > 0 and (before - last) / before > STILL_IMPROVING_DROP)
+
+
+def standard_summary(study, unit_results: list[dict]) -> dict:
+    conditions = describe_conditions(group_runs(unit_results), study.metrics)
+    return {"conditions": conditions, "table": main_table(conditions, study.metrics),
+            "convergence": convergence(conditions), "diverged": diverged_runs(conditions)}
+
+
+def summarize_study(study, cfg, unit_results: list[dict]) -> dict:
+    """What results.json holds of a study's measurements: the study's own summary, and, for a study
+    that declares its claims, the standard summary under it, the checks, their counts and the answer.
+    A study that declares metrics gets `summarize(cfg, unit_results, standard)`."""
+    from dlstudies.analysis.claims import counts, evaluate_all
+
+    if not study.metrics:
+        results = study.summarize(cfg, unit_results)
+    else:
+        standard = standard_summary(study, unit_results)
+        results = {**standard, **study.summarize(cfg, unit_results, standard)}
+    if study.claims is not None:
+        results["checks"] = evaluate_all(study.claims(cfg), results)
+        if not results["checks"]:
+            raise ValueError(f"study {study.name} declares no claim: every study is judged by at least one")
+        results["verdicts"] = counts(results["checks"])
+    if study.answer is not None:
+        results["answer"] = study.answer(cfg, results)
+    if study.setup is not None:
+        results["setup"] = study.setup(cfg)
+    return results

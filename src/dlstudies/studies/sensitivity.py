@@ -234,4 +234,4 @@ def _metric_figure(results: dict, folder) -> list[str]:
 
 
 STUDY = register(Study("sensitivity", "Do larger batches give sharper, more input-sensitive models that generalize worse?",
-                       PRESETS, units, run_unit, summarize, figures, runtime_s="~2 min"))
+                       PRESETS, run_unit, summarize, figures, units=units, runtime_s="~2 min"))
