@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from dlstudies.engine.spec import TrainSpec
+from dlstudies.errors import UsageError
 
 try:
     import fcntl
@@ -185,9 +186,10 @@ class Layout:
         return store.transpose(1, 2).reshape(self.blocks * self.W, -1)[self.slot]
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
-        for act in self.pre:
+        x = x.to(self.dtype)
+        for act in self.pre:  # the same for every member: torch computes it, once
             x = act(x)
-        return x.to(self.dtype).contiguous()
+        return x.contiguous()
 
     def predict(self, store: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Eval-mode outputs of every member on the same inputs, (M, N, C)."""
@@ -214,6 +216,9 @@ class KernelTrainer:
         self.on[lay.slot] = 1
         self.x = lay.inputs(x.cpu())
         self.labels = y.cpu().long().contiguous() if spec.loss == "cross_entropy" else torch.zeros(1, dtype=torch.long)
+        if len(self.labels) and not 0 <= int(self.labels.min()) <= int(self.labels.max()) < lay.C:
+            raise UsageError(f"class labels must lie in 0..{lay.C - 1} (the model's outputs), got "
+                             f"{int(self.labels.min())}..{int(self.labels.max())}")
         self.targets = y.cpu().to(lay.dtype).contiguous() if spec.loss == "mse" else self.x
 
     def epoch(self, order: torch.Tensor, tracing: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
