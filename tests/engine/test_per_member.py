@@ -96,3 +96,20 @@ def test_predict_members_is_per_member(model, dtype):
     for i in (0, 4, 8):
         assert torch.equal(predict_members([models[i]], x)[0], together[i])
     torch.testing.assert_close(together[3], models[3](x), rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype, ulps", [(torch.float64, 4), (torch.float32, 4)])
+@pytest.mark.parametrize("act", [nn.Tanh, nn.Sigmoid])
+def test_the_kernels_own_tanh_and_sigmoid_against_torch(act, dtype, ulps):
+    # One Linear of weight 1 and bias 0, then the activation: the kernel's outputs are the activation.
+    x = torch.cat([torch.linspace(-40, 40, 2001, dtype=torch.float64), torch.logspace(-12, 0, 200, dtype=torch.float64),
+                   -torch.logspace(-12, 0, 200, dtype=torch.float64)]).to(dtype).unsqueeze(1)
+    model = nn.Sequential(nn.Linear(1, 1), act()).to(dtype)
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+        model[0].bias.zero_()
+    ours = predict_members([model] * 3, x)
+    assert torch.equal(ours[0], ours[2])
+    exact = act()(x.double())
+    eps = torch.finfo(dtype).eps
+    assert ((ours[1].double() - exact).abs() <= ulps * eps * exact.abs() + torch.finfo(dtype).tiny).all()
