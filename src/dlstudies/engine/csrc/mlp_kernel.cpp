@@ -245,7 +245,7 @@ template <typename T> struct Block {
       const V* Wt = (const V*)(p) + net.weight[L];
       const V* bt = net.bias[L] >= 0 ? (const V*)(p) + net.bias[L] : nullptr;
       V* z = vals[L][0].data();
-      for (int b = 0; b < nb; ++b) linear(Wt, bt, a + (size_t)b * ni, z + (size_t)b * no, ni, no);
+      linear(Wt, bt, a, z, ni, no, nb);
       for (int k = 0; k < net.max_acts; ++k) {
         int act = net.acts[L * net.max_acts + k];
         if (act == IDENTITY) break;
@@ -256,22 +256,31 @@ template <typename T> struct Block {
     }
   }
 
-  static void linear(const V* Wt, const V* bt, const V* a, V* z, int ni, int no) {
+  // z[b] = W a[b] + bias for every sample: four outputs at a time (four independent sums, each in
+  // input order), the samples inside so that those four rows of W stay in cache
+  static void linear(const V* Wt, const V* bt, const V* a, V* z, int ni, int no, int nb) {
     int o = 0;
-    for (; o + 4 <= no; o += 4) {  // four outputs at once: four independent sums, each in input order
-      V s0 = bt ? bt[o] : V{}, s1 = bt ? bt[o + 1] : V{}, s2 = bt ? bt[o + 2] : V{}, s3 = bt ? bt[o + 3] : V{};
+    for (; o + 4 <= no; o += 4) {
       const V *w0 = Wt + (size_t)o * ni, *w1 = w0 + ni, *w2 = w1 + ni, *w3 = w2 + ni;
-      for (int i = 0; i < ni; ++i) {
-        V x = a[i];
-        s0 += w0[i] * x; s1 += w1[i] * x; s2 += w2[i] * x; s3 += w3[i] * x;
+      for (int b = 0; b < nb; ++b) {
+        V s0 = bt ? bt[o] : V{}, s1 = bt ? bt[o + 1] : V{}, s2 = bt ? bt[o + 2] : V{}, s3 = bt ? bt[o + 3] : V{};
+        const V* ab = a + (size_t)b * ni;
+        for (int i = 0; i < ni; ++i) {
+          V x = ab[i];
+          s0 += w0[i] * x; s1 += w1[i] * x; s2 += w2[i] * x; s3 += w3[i] * x;
+        }
+        V* zb = z + (size_t)b * no;
+        zb[o] = s0; zb[o + 1] = s1; zb[o + 2] = s2; zb[o + 3] = s3;
       }
-      z[o] = s0; z[o + 1] = s1; z[o + 2] = s2; z[o + 3] = s3;
     }
     for (; o < no; ++o) {
-      V s = bt ? bt[o] : V{};
       const V* w = Wt + (size_t)o * ni;
-      for (int i = 0; i < ni; ++i) s += w[i] * a[i];
-      z[o] = s;
+      for (int b = 0; b < nb; ++b) {
+        V s = bt ? bt[o] : V{};
+        const V* ab = a + (size_t)b * ni;
+        for (int i = 0; i < ni; ++i) s += w[i] * ab[i];
+        z[(size_t)b * no + o] = s;
+      }
     }
   }
 
@@ -384,25 +393,85 @@ template <typename T> struct Block {
     return sq;
   }
 
+  // several samples: first the input gradients (old weights), then each weight's gradient summed over
+  // the batch in registers, four inputs at a time, and its update
   template <int R> V weights_batch(V* Wp, V* S0, V* S1, const V* a, const Hyp<T>& h, int ni, int no, int nb,
                                    bool down, bool norm) {
+    if (down) input_grads(Wp, ni, no, nb);
     V sq{};
-    if (down) std::fill(dprev.begin(), dprev.begin() + (size_t)nb * ni, V{});
-    for (int o = 0; o < no; ++o) {
-      for (int i = 0; i < ni; ++i) {
-        const size_t at = (size_t)o * ni + i;
-        V w = Wp[at];
-        V g{};
+    int o = 0;
+    for (; o + 4 <= no; o += 4) {  // a 4 x 4 tile of weights: each sample's values read once per tile
+      int i = 0;
+      for (; i + 4 <= ni; i += 4) {
+        V g[4][4] = {};
         for (int b = 0; b < nb; ++b) {
-          V db = d[(size_t)b * no + o];
-          g += db * a[(size_t)b * ni + i];
-          if (down) dprev[(size_t)b * ni + i] += w * db;
+          const V* db = d.data() + (size_t)b * no + o;
+          const V* ab = a + (size_t)b * ni + i;
+          for (int r = 0; r < 4; ++r)
+            for (int c = 0; c < 4; ++c) g[r][c] += db[r] * ab[c];
         }
-        if (norm) sq += g * g;
-        update<T, R>((T*)(Wp + at), (T*)(S0 + at), (T*)(S1 + at), g, h);
+        for (int r = 0; r < 4; ++r)
+          for (int c = 0; c < 4; ++c) {
+            if (norm) sq += g[r][c] * g[r][c];
+            const size_t at = (size_t)(o + r) * ni + i + c;
+            update<T, R>((T*)(Wp + at), (T*)(S0 + at), (T*)(S1 + at), g[r][c], h);
+          }
       }
+      for (; i < ni; ++i)
+        for (int r = 0; r < 4; ++r) sq += weight_column<R>(Wp, S0, S1, a, h, ni, no, nb, o + r, i, norm);
+    }
+    for (; o < no; ++o) {
+      int i = 0;
+      for (; i + 4 <= ni; i += 4) {
+        V g0{}, g1{}, g2{}, g3{};
+        for (int b = 0; b < nb; ++b) {
+          const V dv = d[(size_t)b * no + o];
+          const V* ab = a + (size_t)b * ni + i;
+          g0 += dv * ab[0]; g1 += dv * ab[1]; g2 += dv * ab[2]; g3 += dv * ab[3];
+        }
+        if (norm) sq += g0 * g0 + g1 * g1 + g2 * g2 + g3 * g3;
+        const size_t at = (size_t)o * ni + i;
+        update<T, R>((T*)(Wp + at), (T*)(S0 + at), (T*)(S1 + at), g0, h);
+        update<T, R>((T*)(Wp + at + 1), (T*)(S0 + at + 1), (T*)(S1 + at + 1), g1, h);
+        update<T, R>((T*)(Wp + at + 2), (T*)(S0 + at + 2), (T*)(S1 + at + 2), g2, h);
+        update<T, R>((T*)(Wp + at + 3), (T*)(S0 + at + 3), (T*)(S1 + at + 3), g3, h);
+      }
+      for (; i < ni; ++i) sq += weight_column<R>(Wp, S0, S1, a, h, ni, no, nb, o, i, norm);
     }
     return sq;
+  }
+
+  template <int R> V weight_column(V* Wp, V* S0, V* S1, const V* a, const Hyp<T>& h, int ni, int no, int nb,
+                                   int o, int i, bool norm) {
+    V g{};
+    for (int b = 0; b < nb; ++b) g += d[(size_t)b * no + o] * a[(size_t)b * ni + i];
+    const size_t at = (size_t)o * ni + i;
+    update<T, R>((T*)(Wp + at), (T*)(S0 + at), (T*)(S1 + at), g, h);
+    return norm ? g * g : V{};
+  }
+
+  // dprev[b][i] = sum over o of W[o][i] d[b][o]: four inputs at a time, so that a block of W's
+  // columns stays in cache across the batch
+  void input_grads(const V* Wp, int ni, int no, int nb) {
+    int i = 0;
+    for (; i + 4 <= ni; i += 4)
+      for (int b = 0; b < nb; ++b) {
+        V acc0{}, acc1{}, acc2{}, acc3{};
+        const V* db = d.data() + (size_t)b * no;
+        for (int o = 0; o < no; ++o) {
+          const V* w = Wp + (size_t)o * ni + i;
+          const V dv = db[o];
+          acc0 += w[0] * dv; acc1 += w[1] * dv; acc2 += w[2] * dv; acc3 += w[3] * dv;
+        }
+        V* dp = dprev.data() + (size_t)b * ni + i;
+        dp[0] = acc0; dp[1] = acc1; dp[2] = acc2; dp[3] = acc3;
+      }
+    for (; i < ni; ++i)
+      for (int b = 0; b < nb; ++b) {
+        V acc{};
+        for (int o = 0; o < no; ++o) acc += Wp[(size_t)o * ni + i] * d[(size_t)b * no + o];
+        dprev[(size_t)b * ni + i] = acc;
+      }
   }
 };
 
