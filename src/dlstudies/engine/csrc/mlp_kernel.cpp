@@ -262,7 +262,23 @@ template <typename T> struct Block {
     int o = 0;
     for (; o + 4 <= no; o += 4) {
       const V *w0 = Wt + (size_t)o * ni, *w1 = w0 + ni, *w2 = w1 + ni, *w3 = w2 + ni;
-      for (int b = 0; b < nb; ++b) {
+      int b = 0;
+      for (; b + 4 <= nb; b += 4) {  // four samples too: a 4 x 4 tile of sums in registers
+        V acc[4][4];
+        for (int r = 0; r < 4; ++r)
+          for (int c = 0; c < 4; ++c) acc[r][c] = bt ? bt[o + r] : V{};
+        const V* ab = a + (size_t)b * ni;
+        for (int i = 0; i < ni; ++i) {
+          const V w[4] = {w0[i], w1[i], w2[i], w3[i]};
+          for (int c = 0; c < 4; ++c) {
+            const V x = ab[(size_t)c * ni + i];
+            for (int r = 0; r < 4; ++r) acc[r][c] += w[r] * x;
+          }
+        }
+        for (int r = 0; r < 4; ++r)
+          for (int c = 0; c < 4; ++c) z[(size_t)(b + c) * no + o + r] = acc[r][c];
+      }
+      for (; b < nb; ++b) {
         V s0 = bt ? bt[o] : V{}, s1 = bt ? bt[o + 1] : V{}, s2 = bt ? bt[o + 2] : V{}, s3 = bt ? bt[o + 3] : V{};
         const V* ab = a + (size_t)b * ni;
         for (int i = 0; i < ni; ++i) {
@@ -454,8 +470,22 @@ template <typename T> struct Block {
   // columns stays in cache across the batch
   void input_grads(const V* Wp, int ni, int no, int nb) {
     int i = 0;
-    for (; i + 4 <= ni; i += 4)
-      for (int b = 0; b < nb; ++b) {
+    for (; i + 4 <= ni; i += 4) {
+      int b = 0;
+      for (; b + 4 <= nb; b += 4) {  // four samples too: a 4 x 4 tile of sums in registers
+        V acc[4][4] = {};
+        for (int o = 0; o < no; ++o) {
+          const V* wr = Wp + (size_t)o * ni + i;
+          const V w[4] = {wr[0], wr[1], wr[2], wr[3]};
+          for (int c = 0; c < 4; ++c) {
+            const V dv = d[(size_t)(b + c) * no + o];
+            for (int r = 0; r < 4; ++r) acc[r][c] += w[r] * dv;
+          }
+        }
+        for (int c = 0; c < 4; ++c)
+          for (int r = 0; r < 4; ++r) dprev[(size_t)(b + c) * ni + i + r] = acc[r][c];
+      }
+      for (; b < nb; ++b) {
         V acc0{}, acc1{}, acc2{}, acc3{};
         const V* db = d.data() + (size_t)b * no;
         for (int o = 0; o < no; ++o) {
@@ -466,6 +496,7 @@ template <typename T> struct Block {
         V* dp = dprev.data() + (size_t)b * ni + i;
         dp[0] = acc0; dp[1] = acc1; dp[2] = acc2; dp[3] = acc3;
       }
+    }
     for (; i < ni; ++i)
       for (int b = 0; b < nb; ++b) {
         V acc{};
