@@ -75,13 +75,21 @@ def test_diverged_run_is_recorded_with_its_epoch_and_the_study_finishes(tmp_path
 
 
 def test_seeds_default_per_study_and_scale(tmp_path, monkeypatch):
-    # Report B trained the weight trajectory 8 times: that study's default; the others use 3/5/10.
+    # Each study declares its own seed count per scale (weight-trajectory: 8 at paper, as report B
+    # trained it; minimal-ratio: 20 runs at default); --seeds overrides them all.
     import dlstudies.app as app
+    from dlstudies.studies import STUDIES, load_studies
+
+    load_studies()
+    declared = {n: STUDIES.get(n).default_seeds("default") for n in ("minimal-ratio", "grad-norm")}
+    assert declared == {"minimal-ratio": 20, "grad-norm": 10}
 
     seen = {}
     monkeypatch.setattr(app, "run_config", lambda name, cfg, scale, n, *a, **k: seen.update({name: n}))
     monkeypatch.setattr("dlstudies.report.render_report", lambda out: out)
-    assert main(["run", "weight-trajectory", "optimizers", "--out", str(tmp_path)]) == 0
-    assert seen == {"weight-trajectory": 8, "optimizers": 5}
-    assert main(["run", "weight-trajectory", "optimizers", "--seeds", "2", "--out", str(tmp_path)]) == 0
-    assert seen == {"weight-trajectory": 2, "optimizers": 2}
+    assert main(["run", "minimal-ratio", "grad-norm", "--out", str(tmp_path)]) == 0
+    assert seen == declared
+    assert main(["run", "minimal-ratio", "grad-norm", "--seeds", "2", "--out", str(tmp_path)]) == 0
+    assert seen == {"minimal-ratio": 2, "grad-norm": 2}
+    assert main(["run", "weight-trajectory", "--scale", "paper", "--out", str(tmp_path)]) == 0
+    assert seen["weight-trajectory"] == 8

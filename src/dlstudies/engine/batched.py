@@ -26,7 +26,7 @@ from torch import nn
 from dlstudies.engine import fused, kernel
 from dlstudies.engine.losses import LOSSES
 from dlstudies.engine.record import EpochLog, FitResult, Snapshots
-from dlstudies.engine.schedule import ORDERS, fixed_epochs
+from dlstudies.engine.schedule import fixed_epochs, member_order
 from dlstudies.engine.spec import TrainSpec, batches
 from dlstudies.errors import UsageError
 from dlstudies.models.stacked import StackedNet
@@ -42,7 +42,7 @@ def fit_batched(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.
     UsageError says why it does not apply); "autograd" takes neither."""
     x, y = x.to(spec.device, members[0].parameters().__next__().dtype), y.to(spec.device)
     net = StackedNet([_on(m, spec.device) for m in members])
-    order = ORDERS.get(spec.order)(y, seeds)
+    order = member_order(spec.order, y, seeds)
     log = EpochLog(spec.stop, net.M)
     taken, fast = _fast_trainer(net, opts, x, y, spec, path)
     opt = StackedOptimizer(opts, net.flat) if taken != "kernel" else None
