@@ -3,6 +3,7 @@
 import json
 
 import matplotlib.figure
+import numpy as np
 import pytest
 
 import dlstudies.runner
@@ -56,9 +57,14 @@ def test_report_redraw_draws_the_figures_again_from_results_alone(tmp_path, caps
 
 
 def test_diverged_run_is_recorded_with_its_epoch_and_the_study_finishes(tmp_path, capsys, no_drawing):
-    # lr 1e37 overflows float32 in RMSprop's first steps (loss inf/NaN); plain delta stays finite.
+    # Features of size 1e15 through ReLU layers: plain delta's first step overflows float32 (loss
+    # inf/NaN); RMSprop's steps are of size lr whatever the gradient, so it stays finite. (A huge
+    # learning rate would do it too, but the declared bounds refuse one above 1e3.)
+    x = np.random.default_rng(0).normal(size=(80, 4))
+    np.savetxt(tmp_path / "big.csv", np.c_[x * 1e15, x[:, 0] > 0], delimiter=",", fmt="%.6g")
     out = tmp_path / "out"
-    argv = ["run", "optimizers", *TINY, "--set", "lr=1e37", "--set", "rules=delta,rmsprop", "--out", str(out)]
+    argv = ["run", "optimizers", *TINY, "--data", str(tmp_path / "big.csv"), "--set", "activation=relu",
+            "--set", "rules=delta,rmsprop", "--out", str(out)]
     assert main(argv) == 0
     results = json.loads((out / "optimizers" / "results.json").read_text())
     runs = [(name, r) for name, c in results["conditions"].items() for r in c["runs"]]
