@@ -392,22 +392,23 @@ def figures(results: dict, folder) -> list[str]:
     conditions = results["conditions"]
     target = (results.get("config") or {}).get("target_loss")
     files = _loss_panels(conditions, folder) + _overlay(conditions, folder, target)
-    files += fig.confusion_grid(conditions, folder, width=3.0, svg=True) + _ordering_figure(results["ordering"], folder)
+    files += fig.confusion_grid(conditions, folder, width=3.0) + _ordering_figure(results["ordering"], folder)
     return files + (_separation_figure(results["separation"], folder) if results.get("separation") else [])
 
 
 def _loss_panels(conditions: dict, folder) -> list[str]:
-    f, axes = fig.new_figure(ncols=len(conditions), size=(3.2 * len(conditions), 3.0))
+    colors = fig.condition_colors(conditions)
+    f, axes = fig.new_figure(ncols=len(conditions), size=(3.2 * len(conditions), 3.0), sharey=True)
     for ax, (name, c) in zip(np.atleast_1d(axes), conditions.items()):
-        fig.curve_band(ax, [r["curves"]["loss"] for r in c["runs"]], label=name)
-        ax.set(title=name, xlabel="epoch", ylabel="mean training loss (cross-entropy)")
+        fig.curve_band(ax, [r["curves"]["loss"] for r in c["runs"]], label=name, color=colors[name], log_y=True)
+        ax.set(title=name, xlabel="epoch")
+    np.atleast_1d(axes)[0].set_ylabel("mean training loss (cross-entropy)")
     return fig.save(f, folder, "loss_curves")
 
 
 def _overlay(conditions: dict, folder, target: float | None) -> list[str]:
     f, ax = fig.new_figure(size=(6, 4))
-    for name, c in conditions.items():
-        fig.curve_band(ax, [r["curves"]["loss"] for r in c["runs"]], label=name)
+    fig.condition_bands(ax, conditions, "loss", log_y=True)
     if target is not None:
         ax.axhline(target, color="0.3", lw=0.9, ls="--", label=f"target loss {sig(target)}")
     ax.set(xlabel="epoch", ylabel="mean training loss (cross-entropy)", title="All rules, mean and 95% band over seeds")
@@ -428,11 +429,12 @@ def _ordering_figure(ordering: dict, folder) -> list[str]:
 
 
 def _separation_figure(separation: dict, folder) -> list[str]:
+    per_rule = {name: c for name, c in separation.items() if name != ALL_RULES}
     f, ax = fig.new_figure(size=(6, 4))
-    for name, c in separation.items():
-        if name != ALL_RULES:
-            curves = [r["distance"] for r in c["runs"]]
-            fig.curve_band(ax, curves, label=name, x=np.arange(len(curves[0])), log_y=True)
+    colors = fig.condition_colors(per_rule)
+    for name, c in per_rule.items():
+        curves = [r["distance"] for r in c["runs"]]
+        fig.curve_band(ax, curves, label=name, color=colors[name], x=np.arange(len(curves[0])), log_y=True)
     ax.set(xlabel="epoch", ylabel="‖θ − θ'‖ / ‖θ(0)‖", title="Two runs of a seed, initial weights 1e-7 apart")
     ax.legend()
     return fig.save(f, folder, "separation")
