@@ -36,7 +36,6 @@ import numpy as np
 import torch
 from scipy.stats import gmean
 
-from dlstudies.analysis import stats
 from dlstudies.analysis.claims import Claim, opening, sanity
 from dlstudies.analysis.measures import effect_text, interval_text, sig, value_text
 from dlstudies.analysis.separation import growth_factor, perturbed, relative_distances
@@ -48,8 +47,8 @@ from dlstudies.models.builders import ACTIVATIONS, build_members
 from dlstudies.optim import OPTIMIZERS, OptSpec
 from dlstudies.report import figures as fig
 from dlstudies.studies.base import Study, StudyConfig, Unit, register
-from dlstudies.studies.results import (cell, describe_conditions, epochs_to, group_runs, loss_auc, main_table,
-                                       stop_epoch, still_improving)
+from dlstudies.studies.results import (describe_conditions, epochs_to, group_runs, loss_auc, main_table, p_text,
+                                       pairwise_display, stop_epoch, still_improving)
 from dlstudies.studies.training import divergence, image_mlp, member_dtype, split_probe
 
 RULES = ("delta", "generalized-delta", "adagrad", "rmsprop", "adam")
@@ -191,7 +190,7 @@ def summarize(cfg: Config, unit_results: list[dict], standard: dict) -> dict:
     separation = _separation_table(unit_results)
     tables = [main_table(conditions, STOP_METRICS, "Report A's measure: each run read at the epoch its stop rule "
                          f"|Δ loss| < {sig(cfg.tolerance)} fires (or at the budget)"),
-              *[_pairwise(conditions, m) for m in ("target_loss_epochs", "test_acc")],
+              *[pairwise_display(conditions, m, "rules") for m in ("target_loss_epochs", "test_acc")],
               main_table(ordering["table"], ("within_epoch_loss_std",), f"One epoch of {ordering['rule']}, per seed: "
                          "standard deviation of the per-sample loss")]
     if separation:
@@ -201,21 +200,6 @@ def summarize(cfg: Config, unit_results: list[dict], standard: dict) -> dict:
                                 f"epochs (times to the target loss {sig(cfg.target_loss)} before it)"),
             "tables": tables, "ordering": ordering, "ordering_std": ordering["table"], "separation": separation,
             "sanity": _sanity(cfg, separation), "captions": CAPTIONS}
-
-
-def _pairwise(conditions: dict, metric: str) -> dict:
-    rows = stats.pairwise_table(metric, {c: [r["metrics"][metric] for r in v["runs"]] for c, v in conditions.items()})
-    op = "/" if any(r["log"] for r in rows) else "−"
-    body = [[f"{r['a']} {op} {r['b']}", effect_text(metric, r["effect"], r["log"]),
-             interval_text(metric, r["ci95"], effect=True, log=r["log"]), _p(r["p_value"]), _p(r["p_holm"]), r["n"]]
-            for r in rows]
-    return {"title": f"All pairs of rules on {metric}, paired by seed; p Holm-adjusted within this table (exploratory)",
-            "columns": ["pair", "effect", "95% CI", "p (sign-flip)", "p (Holm-adjusted)", "n"], "rows": body,
-            "pairs": rows}
-
-
-def _p(p) -> str:
-    return "n/a" if p is None else ("< 0.001" if p < 1e-3 else f"{p:.2g}")
 
 
 def _merge_ordering(unit_results: list[dict]) -> dict:
@@ -298,7 +282,7 @@ def _main_sentence(cfg: Config, check: dict) -> str:
     m = "target_loss_epochs"
     return (f"Adam reached the training loss {sig(cfg.target_loss)} in {effect_text(m, check['effect'])} the epochs of "
             f"the delta rule {interval_text(m, check['ci95'], effect=True)} (geometric mean over {check['n']} seeds, "
-            f"sign-flip p = {_p(check['p_value'])}; Kingma & Ba 2015 found Adam faster than SGD).")
+            f"sign-flip p = {p_text(check['p_value'])}; Kingma & Ba 2015 found Adam faster than SGD).")
 
 
 def _unreached_sentence(conditions: dict) -> str:
@@ -326,7 +310,7 @@ def _best_sentence(results: dict, metric: str, what: str, unit: str) -> str:
     value = value_text(metric, conditions[best]["summary"][metric]["value"])
     return (f"{best} {what} ({value}{' ' + unit if unit else ''}); against the runner-up {second}: "
             f"{effect_text(metric, row['effect'], row['log'])} {interval_text(metric, row['ci95'], effect=True, log=row['log'])}"
-            f", Holm-adjusted p = {_p(row['p_holm'])}.")
+            f", Holm-adjusted p = {p_text(row['p_holm'])}.")
 
 
 def _pair_row(results: dict, metric: str, a: str, b: str) -> dict:

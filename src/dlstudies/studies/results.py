@@ -210,3 +210,23 @@ def stop_epoch(loss: Sequence, tolerance: float) -> tuple[int, bool]:
     x = np.asarray([np.nan if v is None else v for v in loss], dtype=float)
     hit = np.abs(np.diff(x)) < tolerance
     return (int(np.argmax(hit)) + 1, True) if hit.any() else (len(x) - 1, False)
+
+
+def pairwise_display(conditions: dict, metric: str, what: str = "conditions") -> dict:
+    """Every pair of conditions on one metric (stats.pairwise_table, Holm-adjusted within the table)
+    as a results.json table; `pairs` keeps the rows' numbers for answers."""
+    from dlstudies.analysis.measures import effect_text, interval_text
+
+    rows = stats.pairwise_table(metric, {c: metric_values(conditions, c, metric) for c in conditions})
+    op = "/" if any(r["log"] for r in rows) else "−"
+    body = [[f"{r['a']} {op} {r['b']}", effect_text(metric, r["effect"], r["log"]),
+             interval_text(metric, r["ci95"], effect=True, log=r["log"]), p_text(r["p_value"]), p_text(r["p_holm"]),
+             r["n"]] for r in rows]
+    return {"title": f"All pairs of {what} on {metric}, paired by seed; p Holm-adjusted within this table (exploratory)",
+            "columns": ["pair", "effect", "95% CI", "p (sign-flip)", "p (Holm-adjusted)", "n"], "rows": body,
+            "pairs": rows}
+
+
+def p_text(p) -> str:
+    """A p-value as tables and answers print it: two digits, '< 0.001' below that."""
+    return "n/a" if p is None else ("< 0.001" if p < 1e-3 else f"{p:.2g}")
