@@ -52,6 +52,22 @@ def test_endpoints_reproduce_the_trained_models_losses(study):
                 assert curve[f"{split}_loss"][at[alpha]] == pytest.approx(run["metrics"][f"{split}_loss"], rel=1e-5)
 
 
+def test_the_path_from_the_initial_weights_ends_at_the_small_batch_solution(study):
+    from dlstudies.config import Runtime
+    from dlstudies.models.builders import build_members
+    from dlstudies.studies.image_nets import NETS, load_split_data
+    from dlstudies.studies.training import split_metrics
+
+    summary, _ = study
+    data = load_split_data(TINY, Runtime())
+    start = split_metrics(build_members(NETS.get("cnn")(TINY, data), list(SEEDS)), data, ("train",))["train_loss"]
+    cnn = [c for c in summary["curves"] if c["net"] == "cnn"]
+    for c, own in zip(cnn, summary["conditions"]["cnn/batch-25"]["runs"]):
+        assert c["init_alphas"][0] == 0.0 and c["init_alphas"][-1] == 1.0
+        assert c["init_train_loss"][0] == pytest.approx(float(start[own["seed"]]), rel=1e-5)
+        assert c["init_train_loss"][-1] == pytest.approx(own["metrics"]["train_loss"], rel=1e-5)
+
+
 def test_results_are_json_ready_with_checks_tables_and_figures(study):
     summary, files = study
     json.dumps(summary, allow_nan=False)
@@ -77,12 +93,18 @@ def test_segment_measures_on_a_known_curve():
     alphas = np.linspace(-1, 2, 31)
     bump = {"alphas": alphas.tolist(), "train_loss": (1 + alphas + np.where((alphas > 0) & (alphas < 1),
                                                                            np.sin(np.pi * alphas), 0)).tolist()}
+    init = np.linspace(0, 1, 11)
+    bump.update(init_alphas=init.tolist(), init_train_loss=(2.3 * (1 - init ** 4)).tolist())  # flat, then falls
     seg = ip._segment(bump)
     assert seg["chord_excess"] == pytest.approx(1.0, abs=1e-12)  # sin(π/2) above the chord 1 + α
-    assert seg["barrier"] == pytest.approx(np.max(1 + alphas[(alphas >= 0) & (alphas <= 1)]
-                                                  + np.sin(np.pi * alphas[(alphas >= 0) & (alphas <= 1)])) - 2)
-    bowl = {"alphas": alphas.tolist(), "train_loss": ((alphas - 0.5) ** 2).tolist()}
+    inner = alphas[(alphas >= 0) & (alphas <= 1)]
+    assert seg["barrier"] == pytest.approx(np.max(1 + inner + np.sin(np.pi * inner)) - 2)
+    # 2.3(1 − α⁴) against the chord 2.3(1 − α): the largest excess is at α = 4^(−1/3), on the grid's nearest point.
+    assert seg["init_chord_excess"] == pytest.approx(np.max(2.3 * (init - init ** 4)), abs=1e-12)
+    bowl = {"alphas": alphas.tolist(), "train_loss": ((alphas - 0.5) ** 2).tolist(), **{
+        "init_alphas": init.tolist(), "init_train_loss": ((init - 0.5) ** 2).tolist()}}
     assert ip._segment(bowl)["chord_excess"] < 0 and ip._segment(bowl)["barrier"] == 0.0
+    assert ip._segment(bowl)["init_chord_excess"] < 0
 
 
 # ---- every claim reaches all three verdicts on synthetic runs ------------------------------------
@@ -104,7 +126,7 @@ def synthetic(effect: float, noise: float, n: int = 10) -> dict:
         conditions[large] = {"runs": [{"seed": s, "metrics": {"test_acc": base[s] + RNG.normal(0, noise),
                                                              "flank_rise_10": 0.1 + effect + RNG.normal(0, noise),
                                                              "train_loss": 1e-2}} for s in range(n)]}
-        pairs[net] = {"runs": [{"seed": s, "metrics": {"chord_excess": -effect + RNG.normal(0, noise)}}
+        pairs[net] = {"runs": [{"seed": s, "metrics": {"init_chord_excess": -effect + RNG.normal(0, noise)}}
                                for s in range(n)]}
     return {"conditions": conditions, "pairs": pairs}
 
@@ -135,11 +157,13 @@ def test_the_answer_opens_with_the_verdict_and_states_the_loss_ratio(effect, ope
 
     results = synthetic(effect, 0.01) if effect else no_effect()
     results["checks"] = evaluate_all(ip.claims(CFG), results)
-    results["train_loss_ratio"] = {net: ip._effect(results["conditions"], ip.condition(net, CFG.large_batch),
+    results["train_loss_ratio"] = {net: ip.paired_contrast(results["conditions"], ip.condition(net, CFG.large_batch),
                                                    ip.condition(net, CFG.small_batch), "train_loss")
                                    for net in ip.nets(CFG)}
+    results["convergence"] = {name: {"runs": 10, "still_improving": 3, "diverged": 0} for name in results["conditions"]}
     text = ip.answer(CFG, results)
     assert text.startswith(opening), text
+    assert "12 of 40 endpoint runs were still improving" in text
     assert "10.0x [10.0x, 10.0x]" in text and " pp [" in text and "mlp-batchnorm" in text
 
 

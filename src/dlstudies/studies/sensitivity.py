@@ -45,9 +45,8 @@ import torch
 import torch.nn.functional as F
 
 from dlstudies.analysis import sensitivity as input_sensitivity
-from dlstudies.analysis import sharpness, stats
+from dlstudies.analysis import sharpness
 from dlstudies.analysis.claims import Claim, opening, sanity
-from dlstudies.analysis.measures import effect_text, interval_text
 from dlstudies.config import require
 from dlstudies.engine import StopRule, TrainSpec
 from dlstudies.engine.evaluate import loss_probe
@@ -56,7 +55,7 @@ from dlstudies.registry import Registry
 from dlstudies.report import figures as fig
 from dlstudies.studies.base import Study, StudyConfig, Unit, register
 from dlstudies.studies.image_nets import NETS, check_net, load_split_data
-from dlstudies.studies.results import main_table, still_improving
+from dlstudies.studies.results import main_table, paired_contrast, still_improving
 from dlstudies.studies.training import divergence, fit_members, split_metrics
 
 # The sharpness ascents start at random points of the box, from their own stream per seed.
@@ -270,7 +269,7 @@ def summarize(cfg: Config, unit_results: list[dict], standard: dict) -> dict:
     conditions = {c: standard["conditions"][c] for c in order}
     independence = [r["batch_independence"] for r in unit_results]
     small, large = min(cfg.batch_sizes), max(cfg.batch_sizes)
-    contrasts = {arm: {m: _contrast(conditions, condition(large, arm), condition(small, arm), m)
+    contrasts = {arm: {m: paired_contrast(conditions, condition(large, arm), condition(small, arm), m)
                        for m in ("sharpness", "test_acc", "jacobian_norm", "train_loss")} for arm in cfg.arms}
     return {"conditions": conditions, "table": main_table(conditions, METRICS, "Per batch size and arm, over seeds"),
             "contrasts": contrasts, "batch_independence": independence,
@@ -280,19 +279,6 @@ def summarize(cfg: Config, unit_results: list[dict], standard: dict) -> dict:
                                               "losses and sharpness, means for accuracies; 95% CIs over seeds). "
                                               "Compare the matched-loss line with equal-epochs: what remains at "
                                               "matched training loss is the batch size's own effect."}}
-
-
-def _by_seed(conditions: dict, name: str, metric: str) -> dict:
-    return {r["seed"]: r["metrics"].get(metric) for r in conditions[name]["runs"]}
-
-
-def _contrast(conditions: dict, a: str, b: str, metric: str) -> dict:
-    """The largest batch against the smallest in one arm, paired by seed (a ratio for positive metrics)."""
-    va, vb = _by_seed(conditions, a, metric), _by_seed(conditions, b, metric)
-    seeds = sorted(set(va) & set(vb))
-    e = stats.paired_effect([va[s] for s in seeds], [vb[s] for s in seeds], metric)
-    e["text"] = f"{effect_text(metric, e['effect'], e['log'])} {interval_text(metric, e['ci95'], True, e['log'])}"
-    return e
 
 
 def _contrast_table(contrasts: dict, large: int, small: int) -> dict:
