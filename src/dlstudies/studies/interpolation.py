@@ -374,7 +374,7 @@ def _interpolation_figure(results: dict, folder) -> list[str]:
                 ax.plot(curves[0]["alphas"], mean, ls=":", color=fig.color(0),
                         label=f"train, statistics {curves[0]['other_bn_stats']}d")
             _mark_endpoints(ax, results["conditions"], net, kind)
-            ax.set_title(net, fontsize=9)
+            ax.set_title(net, fontsize=9, pad=14)  # above the endpoint labels
             ax.legend(fontsize=7)
     f.suptitle("Linear interpolation between the small- and large-batch solutions (mean and 95% band over seeds)")
     return fig.save(f, folder, "interpolation")
