@@ -348,10 +348,11 @@ def _reading(cfg: Config, results: dict, arm: str) -> str:
 
 
 def _caveats(cfg: Config, results: dict, arm: str) -> str:
-    conv = results["convergence"]
-    improving = sum(conv[c]["still_improving"] for c in arm_conditions(cfg, arm))
-    diverged = sum(v["diverged"] for v in conv.values())
-    out = f"; {improving} run(s) of the {arm} arm still improving at their end" if improving else ""
+    # A run stopped at its target loss was meant to stop while improving: only the others count.
+    runs = [r for c in arm_conditions(cfg, arm) for r in results["conditions"][c]["runs"]]
+    improving = sum(bool(r.get("still_improving")) and not r.get("converged") for r in runs)
+    diverged = sum(v["diverged"] for v in results["convergence"].values())
+    out = f"; {improving} run(s) of the {arm} arm still improving at the end of their budget" if improving else ""
     return out + (f"; {diverged} run(s) diverged (counted, not measured)" if diverged else "")
 
 
