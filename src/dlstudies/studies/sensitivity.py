@@ -31,8 +31,11 @@ accuracy (falls), sharpness (rises; Keskar et al. 2017) and the Jacobian norm (r
 al. 2018), and report B's claim that its sensitivity falls.
 
 Training (chosen, report B is silent): SGD with Nesterov momentum 0.9, the CNN of `interpolation`
-(B9); at default the 8x8 `digits`, lr 0.05, 70 epochs; `target_loss` 0.02 chosen from pilot runs, in
-which batch 512 at lr 0.05 reaches it in about 110 epochs (330 steps) and batch 32 in about 10.
+(B9); at default the 8x8 `digits`, lr 0.05, 70 epochs; `target_loss` 0.02 chosen from pilot runs (4
+seeds), in which batch 32 reaches it in about 14 epochs (~470 steps) and batch 512, after a plateau at
+the initial loss, in about 97 (~290 steps): `max_steps` 600 leaves room for slower seeds. In the same
+pilot the linear-lr arm's batch 512 (lr 0.4) stayed at the initial loss for 40 epochs. Sharpness is
+measured on the first `sharpness_n` = 256 training samples at default (the same for every model).
 """
 
 from __future__ import annotations
@@ -155,7 +158,7 @@ class Config(StudyConfig):
 PRESETS = {
     "smoke": Config(channels=(4, 8), hidden=(32, 16), batch_sizes=(16, 32, 64), epochs=2, max_steps=40,
                     target_loss=1.5, sharpness_steps=2, sharpness_starts=2, n_train=200, n_test=60),
-    "default": Config(sharpness_steps=5, sharpness_n=512),
+    "default": Config(sharpness_steps=5, sharpness_n=256),
     "paper": Config(data="fashion-mnist", lr=0.01, epochs=50, max_steps=30000, target_loss=0.2, sharpness_n=10000),
 }
 
@@ -164,15 +167,28 @@ def condition(batch: int, arm: str) -> str:
     return f"batch-{batch}/{arm}"
 
 
-def recipes(cfg: Config, batch: int, n: int) -> dict[Recipe, list[str]]:
-    """The distinct recipes of one batch size, each with the arms it serves (trained once)."""
+def recipes(cfg: Config, batch: int, n: int, arms=None) -> dict[Recipe, list[str]]:
+    """The distinct recipes of one batch size (of `arms`, default all), each with the arms it serves
+    (trained once)."""
     out: dict[Recipe, list[str]] = {}
-    for arm in cfg.arms:
+    for arm in cfg.arms if arms is None else arms:
         out.setdefault(ARMS.get(arm)(cfg, batch, n), []).append(arm)
     return out
 
 
-# ---- one unit: one batch size, every arm, a block of seeds ---------------------------------------
+# The matched-loss arm never shares a recipe with the fixed-budget arms, so it runs in units of its
+# own: smaller units keep two workers evenly busy.
+GROUPS = {"equal-epochs": "fixed-budget", "equal-steps": "fixed-budget", "linear-lr": "fixed-budget",
+          "matched-loss": "matched-loss"}
+
+
+def grid(cfg: Config) -> list[tuple]:
+    """(batch size, arm group), the largest batches first: they train longest."""
+    groups = list(dict.fromkeys(GROUPS[a] for a in cfg.arms))
+    return [(("batch_size", b), ("group", g)) for b in sorted(cfg.batch_sizes, reverse=True) for g in groups]
+
+
+# ---- one unit: one batch size, one group of arms, a block of seeds ------------------------------
 
 def run_unit(unit: Unit) -> dict:
     cfg: Config = unit.config
@@ -182,7 +198,8 @@ def run_unit(unit: Unit) -> dict:
     sets = {"test": (data.test.x.to(device), data.test.y.to(device)),
             "train": tuple(t[:cfg.sharpness_n].to(device) for t in (data.train.x, data.train.y))}
     runs, independence = [], None
-    for recipe, arms in recipes(cfg, batch, len(data.train.y)).items():
+    mine = [a for a in cfg.arms if GROUPS[a] == unit.param("group")]
+    for recipe, arms in recipes(cfg, batch, len(data.train.y), mine).items():
         fit, own = _train(cfg, unit, data, batch, recipe)
         measured = [_measure(cfg, unit.seeds[i], m, sets, fit.diverged[i]) for i, m in enumerate(fit.models)]
         runs += [_run(arm, batch, recipe, (fit, own), i, seed, measured[i], len(data.train.y))
@@ -233,10 +250,6 @@ def _batch_independence(cfg: Config, model, test) -> dict:
     b = input_sensitivity(model, F.cross_entropy, x, y, batch_size=CHECK_BATCH).per_sample
     return {"batch_sizes": [cfg.eval_batch, CHECK_BATCH], "max_abs_diff": float(np.max(np.abs(a - b))),
             "scale": float(np.max(np.abs(a)))}
-
-
-def grid(cfg: Config) -> list[tuple]:
-    return [(("batch_size", b),) for b in sorted(cfg.batch_sizes)]
 
 
 # ---- claims, summary and answer ------------------------------------------------------------------
@@ -380,6 +393,15 @@ def figures(results: dict, folder) -> list[str]:
     return _metric_figure(results, folder)
 
 
+def _bar(s: dict) -> dict:
+    """A summary as an error bar: its statistic and interval (the mean of equal values can sit an ulp
+    outside their interval, which matplotlib rejects as a negative error)."""
+    v, (lo, hi) = s["value"], s["ci95"]
+    if v is None or lo is None:
+        return {"mean": v, "ci95": [None, None]}
+    return {"mean": v, "ci95": [min(lo, v), max(hi, v)]}
+
+
 def _metric_figure(results: dict, folder) -> list[str]:
     conditions = results["conditions"]
     arms = list(dict.fromkeys(r["arm"] for c in conditions.values() for r in c["runs"][:1]))
@@ -388,7 +410,7 @@ def _metric_figure(results: dict, folder) -> list[str]:
         for j, arm in enumerate(arms):
             mine = [c for c in conditions.values() if c["runs"][0]["arm"] == arm]
             x = [c["runs"][0]["batch_size"] for c in mine]
-            summaries = [{"mean": c["summary"][metric]["value"], "ci95": c["summary"][metric]["ci95"]} for c in mine]
+            summaries = [_bar(c["summary"][metric]) for c in mine]
             fig.errorbar_x(ax, x, summaries, label=arm, color=fig.color(j), log_x=True, xlabel="batch size",
                            ylabel=ylabel)
         if metric in LOG_PANELS:
