@@ -136,6 +136,16 @@ def test_the_answer_opens_with_the_matched_loss_verdict(sharp, acc, opening):
     assert results["answer"].startswith(opening), results["answer"]
     assert "matched-loss arm" in results["answer"] and "at equal epochs" in results["answer"]
     assert "x [" in results["answer"] and " pp [" in results["answer"]  # ratios and percent points, with CIs
+    assert "did not train" not in results["answer"]
+
+
+def test_the_answer_names_runs_that_did_not_train():
+    units = unit_results(1, -1)
+    for r in units[0]["runs"]:
+        if r["condition"] == "batch-512/linear-lr":
+            r["curves"]["loss"] = [0.01, 0.01]  # ended at its first epoch's loss, above the final 0.02
+    answer = summarize_study(sv.STUDY, CFG, units)["answer"]
+    assert "did not train): batch-512/linear-lr 10" in answer
 
 
 def test_config_is_validated():

@@ -366,7 +366,15 @@ def _caveats(cfg: Config, results: dict, arm: str) -> str:
     improving = sum(bool(r.get("still_improving")) and not r.get("converged") for r in runs)
     diverged = sum(v["diverged"] for v in results["convergence"].values())
     out = f"; {improving} run(s) of the {arm} arm still improving at the end of their budget" if improving else ""
-    return out + (f"; {diverged} run(s) diverged (counted, not measured)" if diverged else "")
+    out += f"; {diverged} run(s) diverged (counted, not measured)" if diverged else ""
+    stalled = {name: k for name, c in results["conditions"].items() if (k := sum(map(_stalled, c["runs"])))}
+    return out + (f"; runs that ended no lower than their first epoch's loss (did not train): "
+                  f"{', '.join(f'{name} {k}' for name, k in stalled.items())}" if stalled else "")
+
+
+def _stalled(run: dict) -> bool:
+    final, first = run["metrics"].get("train_loss"), (run["curves"]["loss"] or [None])[0]
+    return final is not None and first is not None and final >= first
 
 
 def setup(cfg: Config) -> str:
