@@ -1,6 +1,6 @@
 """interpolation: does the small-batch solution sit in a flatter basin than the large-batch one? (B9)
 
-    dlstudies run interpolation          # ~1.5 min at default scale on 2 cores
+    dlstudies run interpolation          # ~1 min at default scale on 2 cores
 
 Report B trained one CNN (conv8-conv32-fc256-fc128-10, ReLU) with batch 75 and with batch 500
 (SGD, momentum 0.9, Nesterov, lr 0.01, 28 epochs) and plotted the train/test loss and accuracy of
@@ -394,7 +394,7 @@ def _mark_endpoints(ax, conditions: dict, net: str, kind: str) -> None:
 
 STUDY = register(Study("interpolation", "Along the line between a small-batch and a large-batch solution, does the "
                        "small-batch one sit in the flatter basin and generalize better?",
-                       PRESETS, run_unit, summarize, figures, runtime_s="~1.5 min",
+                       PRESETS, run_unit, summarize, figures, runtime_s="~1 min",
                        seeds={"smoke": 3, "default": 10, "paper": 10}, grid=grid,
                        metrics=OWN, claims=claims,
                        answer=answer, setup=setup))

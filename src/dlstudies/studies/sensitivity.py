@@ -1,6 +1,6 @@
 """sensitivity: do larger batches give sharper, more input-sensitive models that generalize worse? (B10)
 
-    dlstudies run sensitivity            # ~2.5 min at default scale on 2 cores
+    dlstudies run sensitivity            # ~3 min at default scale on 2 cores
 
 Report B (part 2 of "flatness vs generalization") trained its CNN with batch sizes 32, 64, 128, 256
 and 512 for 50 epochs and plotted train/test loss, accuracy and "sensitivity" against batch size.
@@ -433,5 +433,5 @@ def _metric_figure(results: dict, folder) -> list[str]:
 
 STUDY = register(Study("sensitivity", "Do larger batches give sharper, more input-sensitive models that generalize "
                        "worse, also at matched training loss?", PRESETS, run_unit, summarize, figures,
-                       runtime_s="~2.5 min", seeds={"smoke": 3, "default": 10, "paper": 10}, grid=grid,
+                       runtime_s="~3 min", seeds={"smoke": 3, "default": 10, "paper": 10}, grid=grid,
                        metrics=METRICS, claims=claims, answer=answer, setup=setup))
