@@ -27,8 +27,9 @@ solutions the largest excess over the chord and the barrier above the higher end
 The endpoints are not at matched training loss: the answer states their training-loss ratio, and
 how many endpoint runs were still improving at the budget.
 
-Default scale (chosen): the 8x8 `digits`, lr 0.05 and 70 epochs; measured: by then every batch size
-up to 512 is past 99% training accuracy. At report B's lr 0.01 and 28 epochs a batch of 500 hardly
+Default scale (chosen): the 8x8 `digits`, lr 0.05 and 70 epochs; measured (10 seeds): by then the
+CNN's training accuracy is 100% at batch 75 and 99.0% [97.4%, 99.9%] at batch 500, at training losses
+about 85x apart, and most endpoints are still improving (the answer says how many). At report B's lr 0.01 and 28 epochs a batch of 500 hardly
 leaves the initial loss on 1,077 images (3 steps an epoch), and comparing the basin of a trained
 model with the surroundings of an untrained one says nothing about flatness.
 
