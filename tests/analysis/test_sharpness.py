@@ -13,16 +13,21 @@ from dlstudies.analysis import sharpness
 
 
 
-class DiagonalQuadratic(nn.Module):
-    """loss = ½ Σ h_i θ_i², whatever the input: the box maximum is at a known corner."""
+class Quadratic(nn.Module):
+    """loss = ½ θᵀAθ whatever the input, for a positive semi-definite A: convex, so its box maximum
+    is at a vertex (for a diagonal A, at the known corner that pushes every |θ_i + y_i| out)."""
 
-    def __init__(self, h, theta):
+    def __init__(self, a, theta):
         super().__init__()
-        self.register_buffer("h", torch.as_tensor(h, dtype=torch.float64))
+        self.register_buffer("a", torch.as_tensor(a, dtype=torch.float64))
         self.theta = nn.Parameter(torch.as_tensor(theta, dtype=torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (0.5 * (self.h * self.theta ** 2).sum()).expand(len(x))
+        return (0.5 * self.theta @ self.a @ self.theta).expand(len(x))
+
+
+def DiagonalQuadratic(h, theta) -> Quadratic:  # noqa: N802 (reads as the class it builds)
+    return Quadratic(np.diag(h), theta)
 
 
 def mean_output(out: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
@@ -78,18 +83,6 @@ def test_network_sharpness_is_non_negative_seeded_and_leaves_the_model_alone():
     batched = sharpness(model, F.cross_entropy, x, y, epsilon=1e-2, batch_size=16)
     assert batched.value >= 0 and batched.base_loss == pytest.approx(runs[0].base_loss, rel=1e-12)
     assert model.training and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
-
-
-class Quadratic(nn.Module):
-    """loss = ½ θᵀAθ for a dense positive semi-definite A: convex, so its box maximum is at a vertex."""
-
-    def __init__(self, a, theta):
-        super().__init__()
-        self.register_buffer("a", torch.as_tensor(a, dtype=torch.float64))
-        self.theta = nn.Parameter(torch.as_tensor(theta, dtype=torch.float64))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (0.5 * self.theta @ self.a @ self.theta).expand(len(x))
 
 
 def rotated_problem(seed: int, d: int = 6):
