@@ -76,7 +76,7 @@ def test_sanity_records_hold_and_results_are_json_ready(study):
     assert len(summary["checks"]) == 3 * len(TINY.arms) + 1
     assert all(c["verdict"] == "inconclusive" and "n too small" in c["evidence"] for c in summary["checks"])
     assert summary["answer"].startswith("Inconclusive —")
-    assert {"by_batch_size.png"} <= set(files)
+    assert {"by_batch_size.png", "training_loss.png"} <= set(files)
 
 
 # ---- every claim reaches all three verdicts on synthetic runs ------------------------------------

@@ -288,7 +288,10 @@ def summarize(cfg: Config, unit_results: list[dict], standard: dict) -> dict:
             "contrasts": contrasts, "batch_independence": independence,
             "sanity": _sanity(cfg, conditions, independence),
             "tables": [_contrast_table(contrasts, large, small)],
-            "captions": {"by_batch_size.png": "Each metric against batch size, one line per arm (geometric means for "
+            "captions": {"training_loss.png": "The mean training loss per epoch, one panel per arm: equal-steps "
+                                              "stops small batches after a few epochs, matched-loss stops each run at "
+                                              "the target loss.",
+                         "by_batch_size.png": "Each metric against batch size, one line per arm (geometric means for "
                                               "losses and sharpness, means for accuracies; 95% CIs over seeds). "
                                               "Compare the matched-loss line with equal-epochs: what remains at "
                                               "matched training loss is the batch size's own effect."}}
@@ -398,7 +401,21 @@ LOG_PANELS = ("train_loss", "sharpness", "jacobian_norm", "sensitivity")  # posi
 
 
 def figures(results: dict, folder) -> list[str]:
-    return _metric_figure(results, folder)
+    return _metric_figure(results, folder) + _training_figure(results, folder)
+
+
+def _training_figure(results: dict, folder) -> list[str]:
+    """One panel per arm: each batch size's mean training loss per epoch (band over seeds)."""
+    conditions = results["conditions"]
+    arms = list(dict.fromkeys(c["runs"][0]["arm"] for c in conditions.values()))
+    f, axes = fig.new_figure(ncols=len(arms), size=(4 * len(arms), 3.6))
+    for ax, arm in zip(np.atleast_1d(axes), arms):
+        mine = {n: c for n, c in conditions.items() if c["runs"][0]["arm"] == arm}
+        fig.condition_bands(ax, mine, "loss", label=lambda n: n.split("/")[0], ylabel="mean training loss in the epoch")
+        ax.set_title(arm, fontsize=9)
+        ax.legend(fontsize=7)
+    f.suptitle("Training per arm and batch size (mean and 95% band over seeds)")
+    return fig.save(f, folder, "training_loss")
 
 
 def _bar(s: dict) -> dict:
