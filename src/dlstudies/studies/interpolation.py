@@ -78,7 +78,7 @@ class Config(StudyConfig):
     hidden: tuple[int, ...] = (256, 128)
     norm: str = "none"  # model=mlp only: none, batchnorm, layernorm
     bn_pair: bool = field(default=True, metadata={"rule": (lambda v: isinstance(v, bool), "must be true or false")})
-    bn_stats: str = field(default="recompute", metadata={"rule": (lambda v: v in BN_STATS,
+    bn_stats: str = field(default="recompute", metadata={"rule": (lambda v: isinstance(v, str) and v in BN_STATS,
                                                                   "must be recompute or interpolate")})
     small_batch: int = 75
     large_batch: int = 500
@@ -101,6 +101,8 @@ class Config(StudyConfig):
         OPTIMIZERS.get(self.optimizer)
         BN_STATS.get(self.bn_stats)
         require(1 <= self.small_batch < self.large_batch, "need 1 <= small_batch < large_batch")
+        require(self.small_batch >= 2 or not (self.bn_pair or self.norm == "batchnorm"),
+                "BatchNorm trains on batches of at least 2: small_batch >= 2, or bn_pair=false")
         require(self.lr > 0 and 0 <= self.momentum < 1, "need lr > 0 and momentum in [0, 1)")
         require(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         require(self.alpha_min <= 0 and self.alpha_max >= 1, "the α range must contain both endpoints 0 and 1")

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from dlstudies.analysis import sensitivity as input_sensitivity
 from dlstudies.analysis import sharpness
 from dlstudies.analysis.claims import Claim, opening, sanity
-from dlstudies.config import require
+from dlstudies.config import ints, reals, require
 from dlstudies.engine import StopRule, TrainSpec
 from dlstudies.engine.evaluate import loss_probe
 from dlstudies.optim import OPTIMIZERS, OptSpec
@@ -126,14 +126,12 @@ class Config(StudyConfig):
     lr: float = 0.05
     momentum: float = 0.9
     epochs: int = 70  # equal-epochs and linear-lr; equal-steps takes the largest batch's steps of it
-    max_lr_factor: float = field(default=8.0, metadata={"rule": (lambda v: 1 <= v <= 1e3, "must be >= 1 and <= 1000")})
-    target_loss: float = field(default=0.02, metadata={"rule": (lambda v: 0 < v < 1e3, "must be > 0 and < 1000")})
-    max_steps: int = field(default=600, metadata={"rule": (lambda v: isinstance(v, int) and 1 <= v <= 10**8,
-                                                           "must be an integer >= 1 and <= 100,000,000")})
+    max_lr_factor: float = field(default=8.0, metadata={"rule": reals(1, 1e3)})
+    target_loss: float = field(default=0.02, metadata={"rule": reals(0, 1e3, lo_open=True, hi_open=True)})
+    max_steps: int = field(default=600, metadata={"rule": ints(1, 10**8)})
     epsilon: float = 1e-3  # Keskar et al.'s box size
     sharpness_steps: int = 10
-    sharpness_starts: int = field(default=5, metadata={"rule": (lambda v: isinstance(v, int) and 1 <= v <= 1000,
-                                                                "must be an integer >= 1 and <= 1000")})
+    sharpness_starts: int = field(default=5, metadata={"rule": ints(1, 1000)})
     sharpness_n: int | None = None  # training samples the sharpness is measured on; None: all
     n_train: int | None = None
     n_test: int | None = None
