@@ -436,7 +436,7 @@ def _metric_figure(results: dict, folder) -> list[str]:
             summaries = [_bar(c["summary"][metric]) for c in mine]
             fig.errorbar_x(ax, x, summaries, label=arm, color=fig.color(j), log_x=True, xlabel="batch size",
                            ylabel=ylabel)
-        if metric in LOG_PANELS:
+        if metric in LOG_PANELS and any(v > 0 for line in ax.get_lines() for v in line.get_ydata() if v == v):
             ax.set_yscale("log")
         ax.set_xticks(x, [str(b) for b in x])
         ax.minorticks_off()  # the log axis' own minor labels (3×10¹, ...) would overprint the batch sizes
