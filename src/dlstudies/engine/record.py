@@ -100,7 +100,7 @@ class EpochLog:
         self._record({"loss": loss, **probes}, was)
         self.epochs[was.numpy()] += 1
         bad = was & ~torch.isfinite(loss)
-        done = was & ~bad & self.stop.converged(self.previous, loss)
+        done = was & ~bad & (self.stop.converged(self.previous, loss) | self.stop.reached({"loss": loss, **probes}))
         self.diverged |= bad.numpy()
         self.diverged_epoch[bad.numpy()] = epoch
         self.converged |= done.numpy()
