@@ -88,7 +88,7 @@ def test_end_to_end_through_runner_and_report(tmp_path, run_smoke):
         assert results[key], key
     run = results["conditions"]["batchnorm@1e-5"]["runs"][0]
     assert set(run["metrics"]) == {"epochs", "final_loss", "train_acc", "val_acc", "test_acc", "gap"}
-    assert np.asarray(run["confusion"]["test"]).sum() == 181  # digits36's test split
+    assert np.asarray(run["confusion"]["test"]).sum() == 500  # mnist1d36's test split
     assert results["budgets"]["epochs"] == [5, 12]
     assert any(c["source"] == "Ioffe & Szegedy 2015" for c in results["checks"])
     saved = json.loads((tmp_path / "normalization" / "results.json").read_text())
