@@ -63,7 +63,7 @@ def test_thresholds_read_off_one_fit_equal_a_fit_stopped_by_the_rule(norm):
 def _fit_with_rule(cfg, unit, data, tolerance):
     sizes = [data.input_shape[0], *cfg.hidden, data.n_classes]
     members = build_members(lambda: mlp(sizes, norm=NORMS.get(unit.param("norm"))), list(unit.seeds), torch.float64)
-    spec = TrainSpec(StopRule(cfg.max_epochs, tolerance), cfg.batch_size, probes=(study._split_probe(data),))
+    spec = TrainSpec(StopRule(cfg.max_epochs, tolerance), cfg.batch_size, probes=(study.split_probe(data),))
     return ENGINES.get("batched")(members, [OptSpec(cfg.optimizer, cfg.lr)] * len(members),
                                   data.train.x, data.train.y, spec, list(unit.seeds))
 
