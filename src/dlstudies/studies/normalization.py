@@ -235,12 +235,20 @@ def summarize(cfg: Config, unit_results: list[dict], standard: dict) -> dict:
              f"accuracy ≥ {value_text('train_acc', cfg.target_acc)}; loss AUC, accuracies and gap after {cfg.max_epochs} epochs")
     return {"table": main_table(conditions, METRICS, title), "stop_rule": stop_rule,
             "tables": [_budget_table(cfg, conditions),
-                       main_table(stop_rule, STOP_METRICS, "Report A's stop rule |Δ loss| < threshold (when the curve "
-                                  "flattens, not speed): the epoch it fires and what the model reads there"),
+                       _stop_rule_table(stop_rule),
                        _pairwise_table(pairs, f"All pairs of normalizations, paired by seed (exploratory; p "
                                        f"Holm-adjusted over the table's {len(pairs)} tests)")],
             "budgets": {"epochs": budgets(cfg)}, "sanity": [_targets_reached(cfg, conditions)],
             "captions": CAPTIONS}
+
+
+def _stop_rule_table(stop_rule: dict) -> dict:
+    table = main_table(stop_rule, STOP_METRICS, "Report A's stop rule |Δ loss| < threshold (when the curve flattens, "
+                       "not speed): the epoch it ends on, what the model reads there, and in how many runs it fired")
+    table["columns"].append("rule fired")
+    for row, c in zip(table["rows"], stop_rule.values()):
+        row.append(f"{sum(r['converged'] for r in c['runs'])} of {len(c['runs'])}")
+    return table
 
 
 def _targets_reached(cfg: Config, conditions: dict) -> dict:
