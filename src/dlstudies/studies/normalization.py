@@ -13,8 +13,9 @@ What is measured (METHOD.md §3): "faster" is time to a target — the first epo
 training loss is at most `target_loss`, and the first whose training accuracy is at least
 `target_acc` (fixed settings, chosen from pilot runs so that every condition reaches them within
 `max_epochs`) — and the area under the loss curve (`loss_auc`: the mean epoch loss over the whole
-budget). Report A's stop-rule epochs ("|Δ loss| < t") are kept in their own table and labelled as
-such: they measure when a curve flattens, and BatchNorm's noisier loss delays them. Accuracies and
+budget); samples seen are epochs × the training-set size, the same for every condition. Report
+A's stop-rule epochs ("|Δ loss| < t") are kept in their own table and labelled as such: they
+measure when a curve flattens, and BatchNorm's noisier loss delays them. Accuracies and
 the train-test gap are read at equal epoch budgets for every condition (the gap of the claims at
 `max_epochs`, the same for all), never at each condition's own stop epoch. Conditions are paired
 by seed (same sample order; the linear layers of a seed start from the same weights).
@@ -73,9 +74,10 @@ class Config(StudyConfig):
     thresholds: tuple[float, ...] = (1e-5, 1e-6)  # report A's stop rule, read off the fit
     max_epochs: int = 300  # every condition's equal budget
     budgets: tuple[int, ...] = (10, 50, 100)  # further equal budgets for the tables; above max_epochs left out
-    # Time to target: fixed settings chosen from pilot runs (10 seeds), reached by every condition.
+    # Time to target: fixed settings chosen from pilot runs on mnist1d36 (10 seeds, 500 epochs), where
+    # no normalization took 102-160 epochs to loss 1.0 and 128-222 to 55% (BatchNorm 10-14 and 7-12).
     target_loss: float = field(default=1.0, metadata={"rule": (_positive, "must be > 0")})
-    target_acc: float = field(default=0.6, metadata={"rule": (lambda v: 0 < v <= 1, "must be in (0, 1]")})
+    target_acc: float = field(default=0.55, metadata={"rule": (lambda v: 0 < v <= 1, "must be in (0, 1]")})
     # An over-fitting gap within ±gap_margin of no normalization's is no practical difference.
     gap_margin: float = field(default=0.03, metadata={"rule": (lambda v: 0 < v < 1, "must be in (0, 1)")})
     n_train: int | None = None  # None: the whole training split
