@@ -30,7 +30,7 @@ def results(benefit: dict[float, float], spread: float = 0.005, epochs_factor: f
 
 
 def check(res: dict, **match) -> dict:
-    return study._check(res, **match)
+    return study.check_of(res, **match)
 
 
 @pytest.mark.parametrize("fraction", CFG.fractions)

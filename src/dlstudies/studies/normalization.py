@@ -292,8 +292,9 @@ def _budget_table(cfg: Config, conditions: dict) -> dict:
             "columns": ["normalization", "metric", *[f"{b} epochs" for b in budgets(cfg)]], "rows": rows}
 
 
-def _check(results: dict, metric: str, a: str, kind: str = "directional") -> dict | None:
-    return next((c for c in results["checks"] if c["metric"] == metric and c["a"] == a and c["kind"] == kind), None)
+def check_of(results: dict, kind: str = "directional", **match) -> dict:
+    """The evaluated claim of that kind whose fields match (metric=..., a=...)."""
+    return next(c for c in results["checks"] if c["kind"] == kind and all(c.get(k) == v for k, v in match.items()))
 
 
 def overfits(directional: dict | None, equivalence: dict | None) -> str:
@@ -307,26 +308,27 @@ def overfits(directional: dict | None, equivalence: dict | None) -> str:
 
 
 def answer(cfg: Config, results: dict) -> str:
-    loss, acc = _check(results, "target_loss_epochs", "batchnorm"), _check(results, "target_acc_epochs", "batchnorm")
-    same = _check(results, "test_acc", "batchnorm")
-    text = (f"{opening(loss['verdict'])} BatchNorm reached training loss {cfg.target_loss:g} in {_effect(loss)} the "
+    loss, acc = (check_of(results, metric=m, a="batchnorm") for m in ("target_loss_epochs", "target_acc_epochs"))
+    same = check_of(results, metric="test_acc", a="batchnorm")
+    text = (f"{opening(loss['verdict'])} BatchNorm reached training loss {cfg.target_loss:g} in {effect_of(loss)} the "
             f"epochs of no normalization, and training accuracy {value_text('train_acc', cfg.target_acc)} in "
-            f"{_effect(acc)}; after {cfg.max_epochs} equal epochs its test accuracy differed by {_effect(same)} "
+            f"{effect_of(acc)}; after {cfg.max_epochs} equal epochs its test accuracy differed by {effect_of(same)} "
             f"({same['verdict']}). Over-fitting: " + "; ".join(_overfit_text(results, n) for n in cfg.norms if n != "none"))
     return text + "." + _convergence_note(results) + " Report A's stop-rule epochs are in the tables, labelled as such."
 
 
-def _effect(check: dict) -> str:
-    return (f"{effect_text(check['metric'], check['effect'], check.get('scale') == 'ratio')} "
-            f"{interval_text(check['metric'], check['ci95'], effect=True, log=check.get('scale') == 'ratio')}")
+def effect_of(check: dict) -> str:
+    """An evaluated claim's effect with its interval, in the reader's units ('0.31x [0.25x, 0.38x]', '+8.0 pp [...]')."""
+    log = check.get("scale") == "ratio"
+    return f"{effect_text(check['metric'], check['effect'], log)} {interval_text(check['metric'], check['ci95'], True, log)}"
 
 
 def _overfit_text(results: dict, norm: str) -> str:
-    d, q = _check(results, "gap", norm), _check(results, "gap", norm, "equivalence")
+    d, q = check_of(results, metric="gap", a=norm), check_of(results, "equivalence", metric="gap", a=norm)
     if d is None or d["effect"] is None:
         return f"{norm} not measured"
     margin = effect_text("gap", q["margin"]).lstrip("+")
-    return f"{overfits(d, q)} for {norm} (gap minus no normalization's {_effect(d)}, margin ±{margin})"
+    return f"{overfits(d, q)} for {norm} (gap minus no normalization's {effect_of(d)}, margin ±{margin})"
 
 
 def _convergence_note(results: dict) -> str:

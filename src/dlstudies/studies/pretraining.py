@@ -44,7 +44,6 @@ from torch import nn
 
 from dlstudies.analysis import stats
 from dlstudies.analysis.claims import Claim, opening
-from dlstudies.analysis.measures import effect_text, interval_text
 from dlstudies.config import require
 from dlstudies.data import load_data
 from dlstudies.data.base import subsample
@@ -54,7 +53,7 @@ from dlstudies.models.builders import ACTIVATIONS, build_members, mlp
 from dlstudies.optim import OptSpec
 from dlstudies.report import figures as fig
 from dlstudies.studies.base import Study, StudyConfig, Unit, register
-from dlstudies.studies.normalization import split_probe, stop_epoch
+from dlstudies.studies.normalization import check_of, effect_of, split_probe, stop_epoch
 from dlstudies.studies.results import cell, describe_conditions, main_table, still_improving
 from dlstudies.studies.training import fit_members, member_dtype
 
@@ -276,10 +275,6 @@ def _merge_aanns(unit_results: list[dict]) -> dict:
     return merged
 
 
-def _check(results: dict, **match) -> dict:
-    return next(c for c in results["checks"] if all(c.get(k) == v for k, v in match.items()))
-
-
 def helps(checks: list[dict]) -> str:
     """The verdict on "does pre-training beat random init" over the label fractions: supported where
     some fraction shows a benefit and none shows harm, contradicted for the reverse, else inconclusive."""
@@ -290,18 +285,13 @@ def helps(checks: list[dict]) -> str:
 
 
 def answer(cfg: Config, results: dict) -> str:
-    per = [_check(results, metric="test_acc", a=condition("pretrained", f)) for f in cfg.fractions]
-    more = _check(results, metric=BENEFIT)
-    parts = [f"{f:.0%} of the labels {_effect(c)} ({c['verdict']})" for f, c in zip(cfg.fractions, per)]
+    per = [check_of(results, metric="test_acc", a=condition("pretrained", f)) for f in cfg.fractions]
+    more = check_of(results, metric=BENEFIT)
+    parts = [f"{f:.0%} of the labels {effect_of(c)} ({c['verdict']})" for f, c in zip(cfg.fractions, per)]
     text = (f"{opening(helps(per))} pre-training changed test accuracy (pre-trained minus control, both arms with the "
             f"same budget and validation early stopping) with " + ", ".join(parts) + f"; more with scarce labels: {more['verdict']} "
-            f"({min(cfg.fractions):.0%} minus {max(cfg.fractions):.0%}: {_effect(more)}).")
+            f"({min(cfg.fractions):.0%} minus {max(cfg.fractions):.0%}: {effect_of(more)}).")
     return text + _stopping_note(results)
-
-
-def _effect(check: dict) -> str:
-    log = check.get("scale") == "ratio"
-    return f"{effect_text(check['metric'], check['effect'], log)} {interval_text(check['metric'], check['ci95'], True, log)}"
 
 
 def _stopping_note(results: dict) -> str:
