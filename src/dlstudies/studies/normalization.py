@@ -188,7 +188,8 @@ def _run(cfg: Config, fit, i: int, norm: str, seed: int) -> dict:
     e = len(loss) - 1
     return {"condition": norm, "seed": seed, "metrics": metrics,
             "at_budget": {str(b): {k: v[k] for k in ("test_acc", "gap")} for b, v in at.items()},
-            "curves": {"loss": loss.tolist(), **{k: fit.history[k][i, :len(loss)].tolist() for k in ("train_acc", "test_acc")}},
+            "curves": {"loss": loss.tolist(),
+                       **{k: fit.history[k][i, :len(loss)].tolist() for k in ("train_acc", "test_acc")}},
             "confusion": {s: fit.history[f"{s}_confusion"][i, e].tolist() for s in ("train", "test")},
             "still_improving": still_improving(loss), "diverged": diverged,
             "diverged_epoch": int(fit.diverged_epoch[i]) if diverged else None}
@@ -207,15 +208,23 @@ def _stop_run(cfg: Config, fit, i: int, norm: str, seed: int, threshold: float) 
 
 # ---- claims, summary and answer ---------------------------------------------------------------
 
+def _loss(cfg: Config) -> str:
+    return value_text("loss", cfg.target_loss)
+
+
+def _acc(cfg: Config) -> str:
+    return value_text("train_acc", cfg.target_acc)
+
+
 def claims(cfg: Config) -> list[Claim]:
-    e, acc, m = cfg.max_epochs, value_text("train_acc", cfg.target_acc), effect_text("gap", cfg.gap_margin).lstrip("+")
-    out = [Claim(f"BatchNorm reaches the target training loss ({cfg.target_loss:g}) in fewer epochs than no "
+    e, acc, m = cfg.max_epochs, _acc(cfg), effect_text("gap", cfg.gap_margin).lstrip("+")
+    out = [Claim(f"BatchNorm reaches the target training loss ({_loss(cfg)}) in fewer epochs than no "
                  "normalization", "Ioffe & Szegedy 2015", "target_loss_epochs", "directional",
                  a="batchnorm", b="none", direction="lower"),
            Claim(f"BatchNorm reaches the target training accuracy ({acc}) in fewer epochs than no normalization",
                  "Ioffe & Szegedy 2015", "target_acc_epochs", "directional", a="batchnorm", b="none",
                  direction="lower"),
-           Claim(f"LayerNorm reaches the target training loss ({cfg.target_loss:g}) in fewer epochs than no "
+           Claim(f"LayerNorm reaches the target training loss ({_loss(cfg)}) in fewer epochs than no "
                  "normalization", "Ba et al. 2016", "target_loss_epochs", "directional", a="layernorm",
                  b="none", direction="lower"),
            Claim(f"Trained for the same number of epochs ({e}), BatchNorm reaches a higher test accuracy than no "
@@ -233,8 +242,8 @@ def summarize(cfg: Config, unit_results: list[dict], standard: dict) -> dict:
     conditions = standard["conditions"]
     stop_rule = describe_conditions(group_runs({"runs": u["stop_runs"]} for u in unit_results), STOP_METRICS)
     pairs = pairwise_rows(conditions, METRICS)
-    title = (f"Per normalization, over seeds: epochs to training loss ≤ {cfg.target_loss:g} and to training "
-             f"accuracy ≥ {value_text('train_acc', cfg.target_acc)}; loss AUC, accuracies and gap after {cfg.max_epochs} epochs")
+    title = (f"Per normalization, over seeds: epochs to training loss ≤ {_loss(cfg)} and to training "
+             f"accuracy ≥ {_acc(cfg)}; loss AUC, accuracies and gap after {cfg.max_epochs} epochs")
     return {"table": main_table(conditions, METRICS, title), "stop_rule": stop_rule,
             "tables": [_budget_table(cfg, conditions),
                        _stop_rule_table(stop_rule),
@@ -258,8 +267,8 @@ def _targets_reached(cfg: Config, conditions: dict) -> dict:
     missed = {m: sum(r["metrics"][m] is None for r in runs) for m in ("target_loss_epochs", "target_acc_epochs")}
     return sanity("every run reaches both targets", not any(missed.values()),
                   f"of {len(runs)} runs, {missed['target_loss_epochs']} never reached training loss ≤ "
-                  f"{cfg.target_loss:g} and {missed['target_acc_epochs']} never reached training accuracy ≥ "
-                  f"{value_text('train_acc', cfg.target_acc)} in {cfg.max_epochs} epochs")
+                  f"{_loss(cfg)} and {missed['target_acc_epochs']} never reached training accuracy ≥ "
+                  f"{_acc(cfg)} in {cfg.max_epochs} epochs")
 
 
 def pairwise_rows(conditions: dict, metrics) -> list[dict]:
@@ -274,8 +283,8 @@ def pairwise_rows(conditions: dict, metrics) -> list[dict]:
 def _pairwise_table(rows: list[dict], title: str) -> dict:
     def p(v):
         return "n/a" if v is None else f"{v:.2g}"
-    body = [[r["metric"], f"{r['a']} {'/' if r['log'] else '−'} {r['b']}", effect_text(r["metric"], r["effect"], r["log"]),
-             interval_text(r["metric"], r["ci95"], effect=True, log=r["log"]), p(r["p_value"]), p(r["p_holm"]), r["n"]]
+    body = [[r["metric"], f"{r['a']} {'/' if r['log'] else '−'} {r['b']}", effect_text(r["metric"], r["effect"],
+             r["log"]), interval_text(r["metric"], r["ci95"], True, r["log"]), p(r["p_value"]), p(r["p_holm"]), r["n"]]
             for r in rows]
     return {"title": title, "columns": ["metric", "contrast", "effect", "95% CI", "p (sign-flip)", "p (Holm)", "n"],
             "rows": body}
@@ -310,8 +319,8 @@ def overfits(directional: dict | None, equivalence: dict | None) -> str:
 def answer(cfg: Config, results: dict) -> str:
     loss, acc = (check_of(results, metric=m, a="batchnorm") for m in ("target_loss_epochs", "target_acc_epochs"))
     same = check_of(results, metric="test_acc", a="batchnorm")
-    text = (f"{opening(loss['verdict'])} BatchNorm reached training loss {cfg.target_loss:g} in {effect_of(loss)} the "
-            f"epochs of no normalization, and training accuracy {value_text('train_acc', cfg.target_acc)} in "
+    text = (f"{opening(loss['verdict'])} BatchNorm reached training loss {_loss(cfg)} in {effect_of(loss)} the "
+            f"epochs of no normalization, and training accuracy {_acc(cfg)} in "
             f"{effect_of(acc)}; after {cfg.max_epochs} equal epochs its test accuracy differed by {effect_of(same)} "
             f"({same['verdict']}). Over-fitting: " + "; ".join(_overfit_text(results, n) for n in cfg.norms if n != "none"))
     return text + "." + _convergence_note(results) + " Report A's stop-rule epochs are in the tables, labelled as such."
@@ -320,7 +329,8 @@ def answer(cfg: Config, results: dict) -> str:
 def effect_of(check: dict) -> str:
     """An evaluated claim's effect with its interval, in the reader's units ('0.31x [0.25x, 0.38x]', '+8.0 pp [...]')."""
     log = check.get("scale") == "ratio"
-    return f"{effect_text(check['metric'], check['effect'], log)} {interval_text(check['metric'], check['ci95'], True, log)}"
+    metric = check["metric"]
+    return f"{effect_text(metric, check['effect'], log)} {interval_text(metric, check['ci95'], True, log)}"
 
 
 def _overfit_text(results: dict, norm: str) -> str:
@@ -342,7 +352,8 @@ def _convergence_note(results: dict) -> str:
 def setup(cfg: Config) -> str:
     return (f"data {cfg.data}, MLP {'-'.join(map(str, ('in', *cfg.hidden, 'out')))} {cfg.activation}, normalization "
             f"before each hidden activation, {cfg.optimizer} lr {cfg.lr:g}, batch {cfg.batch_size}, {cfg.max_epochs} "
-            f"epochs for every condition; stop-rule thresholds {', '.join(f'{t:g}' for t in cfg.thresholds)} read off the same fit")
+            f"epochs for every condition; stop-rule thresholds {', '.join(f'{t:g}' for t in cfg.thresholds)} read "
+            "off the same fit")
 
 
 # ---- figures ---------------------------------------------------------------------------------
@@ -380,7 +391,7 @@ def _loss_panels(conditions: dict, stop_rule: dict, cfg: dict, folder) -> list[s
 def _overlay(conditions: dict, cfg: dict, folder) -> list[str]:
     f, ax = fig.new_figure(size=(6, 4))
     fig.condition_bands(ax, conditions, "loss", ylabel="mean training loss (cross-entropy)")
-    ax.axhline(cfg["target_loss"], color="0.3", lw=0.8, ls="--", label=f"target {cfg['target_loss']:g}")
+    ax.axhline(cfg["target_loss"], color="0.3", lw=0.8, ls="--", label=f"target {value_text('loss', cfg['target_loss'])}")
     ax.set(title="Training loss at equal epochs, mean and 95% band")
     ax.legend()
     return fig.save(f, folder, "all_conditions")
@@ -410,7 +421,8 @@ def _equal_epochs(conditions: dict, epochs: list[int], folder) -> list[str]:
         fig.condition_bands(ax, conditions, key, log_y=False)
         for b in epochs:
             ax.axvline(b, color="0.6", lw=0.8, ls=":")
-        ax.set(xlabel="epoch", ylabel=key.replace("_", " "), title=f"{key.replace('_', ' ')} at equal epochs (dotted: budgets)")
+        what = key.replace("_", " ")
+        ax.set(xlabel="epoch", ylabel=what, title=f"{what} at equal epochs (dotted: budgets)")
         ax.legend()
     return fig.save(f, folder, "equal_epochs")
 

@@ -89,7 +89,8 @@ class Config(StudyConfig):
         ACTIVATIONS.get(self.activation)
         require(self.layers_per_aann >= 1 and len(self.encoder) % self.layers_per_aann == 0 and self.encoder,
                 f"encoder {self.encoder} must split into AANNs of layers_per_aann={self.layers_per_aann} layers")
-        require(all(0 < f <= 1 for f in self.fractions) and self.fractions, f"fractions must be in (0, 1], got {self.fractions}")
+        require(all(0 < f <= 1 for f in self.fractions) and self.fractions,
+                f"fractions must be in (0, 1], got {self.fractions}")
         for name in ("ae_lr", "lr", "ae_tolerance", "tolerance"):
             require(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("ae_batch_size", "batch_size", "ae_max_epochs", "max_epochs"):
@@ -271,7 +272,8 @@ def _merge_aanns(unit_results: list[dict]) -> dict:
         entry = merged.setdefault(f"AANN{r['aann']}", {"sizes": r["sizes"], "runs": []})
         entry["runs"].append({k: r[k] for k in ("seed", "epochs", "train_mse", "test_mse", "curve", "diverged")})
     for entry in merged.values():
-        entry["summary"] = {m: stats.describe([r[m] for r in entry["runs"]], m) for m in ("epochs", "train_mse", "test_mse")}
+        entry["summary"] = {m: stats.describe([r[m] for r in entry["runs"]], m)
+                            for m in ("epochs", "train_mse", "test_mse")}
     return merged
 
 
@@ -281,7 +283,7 @@ def helps(checks: list[dict]) -> str:
     verdicts = {c["verdict"] for c in checks}
     if "supported" in verdicts and "contradicted" not in verdicts:
         return "supported"
-    return "contradicted" if verdicts == {"contradicted"} or verdicts == {"contradicted", "inconclusive"} else "inconclusive"
+    return "contradicted" if "contradicted" in verdicts and "supported" not in verdicts else "inconclusive"
 
 
 def answer(cfg: Config, results: dict) -> str:
@@ -289,7 +291,8 @@ def answer(cfg: Config, results: dict) -> str:
     more = check_of(results, metric=BENEFIT)
     parts = [f"{f:.0%} of the labels {effect_of(c)} ({c['verdict']})" for f, c in zip(cfg.fractions, per)]
     text = (f"{opening(helps(per))} pre-training changed test accuracy (pre-trained minus control, both arms with the "
-            f"same budget and validation early stopping) with " + ", ".join(parts) + f"; more with scarce labels: {more['verdict']} "
+            f"same budget and validation early stopping) with " + ", ".join(parts)
+            + f"; more with scarce labels: {more['verdict']} "
             f"({min(cfg.fractions):.0%} minus {max(cfg.fractions):.0%}: {effect_of(more)}).")
     return text + _stopping_note(results)
 
@@ -319,7 +322,8 @@ def _stopping_table(conditions: dict) -> dict:
             for name, c in conditions.items()]
     return {"title": "Early stopping per condition: runs whose patience rule fired, runs with a validation loss still "
                      "falling at the end, and the epoch training stopped",
-            "columns": ["condition", "stopped by patience", "still improving", "stopped at epoch (geometric mean [95% CI])"],
+            "columns": ["condition", "stopped by patience", "still improving",
+                        "stopped at epoch (geometric mean [95% CI])"],
             "rows": rows}
 
 
