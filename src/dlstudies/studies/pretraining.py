@@ -219,7 +219,10 @@ def _run(cfg: Config, fit, i: int, name: str, seed: int) -> dict:
     return {"condition": name, "seed": seed, "metrics": metrics, "stopped_epoch": last + 1,
             "curves": {k: h[k][:last + 1].tolist() for k in ("loss", "val_loss", "train_acc", "val_acc")},
             "confusion": {s: h[f"{s}_confusion"][best].tolist() for s in ("train", "test")},
-            "converged": fired, "still_improving": still_improving(h["val_loss"][:last + 1]), "diverged": diverged,
+            # Still improving only means something for a run the budget cut off: a fired patience rule
+            # already says the validation loss stopped improving.
+            "converged": fired, "still_improving": not fired and still_improving(h["val_loss"][:last + 1]),
+            "diverged": diverged,
             "diverged_epoch": int(fit.diverged_epoch[i]) if fit.diverged[i] else None}
 
 
@@ -302,10 +305,10 @@ def _stopping_note(results: dict) -> str:
     runs = [(name, r) for name, c in results["conditions"].items() for r in c["runs"]]
     open_ = [name for name, r in runs if not r["converged"]]
     falling = [name for name, r in runs if r["still_improving"]]
-    if not open_ and not falling:
+    if not open_:
         return " Every run's early stopping fired before the budget ran out."
     return (f" {len(open_)} of {len(runs)} runs reached the budget before their patience ran out"
-            f" and {len(falling)} still had a falling validation loss there ({', '.join(sorted(set(open_ + falling)))}).")
+            f" ({', '.join(sorted(set(open_)))}), {len(falling)} with a validation loss still falling there.")
 
 
 def _benefit_table(benefit: dict) -> dict:
@@ -320,8 +323,8 @@ def _stopping_table(conditions: dict) -> dict:
     rows = [[name, sum(r["converged"] for r in c["runs"]), sum(r["still_improving"] for r in c["runs"]),
              cell(stats.describe([r["stopped_epoch"] for r in c["runs"]], "stopped_epochs"), "stopped_epochs")]
             for name, c in conditions.items()]
-    return {"title": "Early stopping per condition: runs whose patience rule fired, runs with a validation loss still "
-                     "falling at the end, and the epoch training stopped",
+    return {"title": "Early stopping per condition: runs whose patience rule fired, runs the budget cut off while "
+                     "their validation loss still fell, and the epoch training stopped",
             "columns": ["condition", "stopped by patience", "still improving",
                         "stopped at epoch (geometric mean [95% CI])"],
             "rows": rows}
