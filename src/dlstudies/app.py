@@ -8,6 +8,7 @@ nothing half-written behind.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import tempfile
 from pathlib import Path
 
@@ -29,11 +30,36 @@ def resolve_studies(names: list[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def check_runtime(runtime: Runtime, seeds: int, backend: str = "local", workers: int = 1, **opts) -> None:
+DEVICES = ("cpu", "cuda")
+
+
+def check_seeds(seeds) -> int | tuple[int, ...] | None:
+    """None (each study's default), a count >= 1, or distinct seed ids >= 0 (as a tuple of ints)."""
+    if seeds is None:
+        return None
+    if _is_int(seeds):
+        if seeds < 1:
+            raise UsageError(f"--seeds must be >= 1, got {seeds}")
+        return int(seeds)
+    ids = tuple(seeds) if hasattr(seeds, "__len__") and not isinstance(seeds, (str, bytes, dict)) else None  # list, array
+    if not ids or not all(_is_int(s) and s >= 0 for s in ids) or len(set(ids)) < len(ids):
+        raise UsageError(f"seeds must be a count >= 1 or a list of distinct seed ids >= 0, got {seeds!r}")
+    return tuple(int(s) for s in ids)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_runtime(runtime: Runtime, seeds, backend: str = "local", workers: int = 1, **opts) -> None:
+    from dlstudies.engine import ENGINES
+
+    ENGINES.get(runtime.engine)
+    if runtime.device not in DEVICES:
+        raise UsageError(f"unknown device '{runtime.device}'; valid: {', '.join(DEVICES)}")
     if runtime.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available to PyTorch; valid here: cpu")
-    if seeds is not None and seeds < 1:
-        raise UsageError(f"--seeds must be >= 1, got {seeds}")
+    check_seeds(seeds)
     check_workers(workers)
     EXECUTORS.get(backend)
     if opts.get("scheduler") and backend != "dask":
@@ -88,6 +114,8 @@ def plan(names, scale, seeds, data, overrides, runtime: Runtime, backend="local"
 
 
 def run_many(names, scale, seeds, data, overrides, runtime: Runtime, out: Path, backend, workers, command, **opts):
+    """Run the studies into `out` and render its report; returns (the studies run, in order, report path).
+    `seeds`: None (each study's default), a count, or seed ids."""
     configs = plan(names, scale, seeds, data, overrides, runtime, backend, workers, **opts)
     # Opened once for all studies, and before the first write: an unreachable scheduler is bad input too.
     with EXECUTORS.get(backend)(workers=workers, **opts) as execute:
@@ -96,7 +124,7 @@ def run_many(names, scale, seeds, data, overrides, runtime: Runtime, out: Path, 
             n_seeds = STUDIES.get(name).default_seeds(scale) if seeds is None else seeds
             run_config(name, cfg, scale, n_seeds, runtime, out, execute, command)
     from dlstudies.report import render_report
-    print(render_report(out))
+    return list(configs), render_report(out)
 
 
 def redraw_figures(out: Path) -> None:

@@ -23,7 +23,13 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="dlstudies", description="Classic deep-learning experiments as multi-seed studies.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("list", help="the available studies")
-    sub.add_parser("data", help="the available datasets")
+    data = sub.add_parser("data", help="the available datasets; `data fetch mnist` downloads MNIST")
+    data_sub = data.add_subparsers(dest="data_command", parser_class=_Parser)
+    fetch = data_sub.add_parser("fetch", help="download a dataset's files (only on this request), checksums verified")
+    fetch.add_argument("dataset", choices=("mnist",))
+    fetch.add_argument("--to", default=None, type=Path, metavar="DIR", help="folder to write the files to (default: $DLSTUDIES_DATA/DATASET, "
+                       "$DLSTUDIES_DATA defaulting to ~/.cache/dlstudies; --data mnist then finds them)")
+    fetch.add_argument("--mirror", default=None, metavar="URL", help="base URL serving the files under their published .gz names")
     run = sub.add_parser("run", help="run studies and write results, figures and report.html")
     run.add_argument("studies", nargs="+", metavar="STUDY", help="study ids, or 'all'")
     run.add_argument("--scale", default="default", choices=SCALES)
@@ -73,18 +79,23 @@ def _list(args, argv) -> int:
 
 def _data(args, argv) -> int:
     from dlstudies.data import describe_datasets
+    if args.data_command == "fetch":
+        from dlstudies.data.fetch import fetch
+        print(fetch(args.dataset, args.to, args.mirror))
+        return 0
     for line in describe_datasets():
         print(line)
     return 0
 
 
 def _run(args, argv) -> int:
-    from dlstudies.app import run_many
-    runtime = Runtime(engine=args.engine, device=args.device, data_dir=args.data_dir)
-    seeds = args.seeds  # None: each study's default for the scale
+    from dlstudies.api import run
     command = "dlstudies " + " ".join(shlex.quote(a) for a in argv)
-    run_many(args.studies, args.scale, seeds, args.data, args.overrides, runtime, args.out, args.backend,
-             args.workers, command, scheduler=args.scheduler)
+    results = run(args.studies, scale=args.scale, seeds=args.seeds, data=args.data, out=args.out,  # seeds None: per study
+                  overrides=args.overrides, engine=args.engine, device=args.device,
+                  workers=args.workers, data_dir=args.data_dir, backend=args.backend, scheduler=args.scheduler,
+                  command=command)
+    print(results.report)
     return 0
 
 
