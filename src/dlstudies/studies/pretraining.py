@@ -44,7 +44,7 @@ from torch import nn
 
 from dlstudies.analysis import stats
 from dlstudies.analysis.claims import Claim, opening
-from dlstudies.config import require
+from dlstudies.config import MAX_EPOCHS, ints, require
 from dlstudies.data import load_data
 from dlstudies.data.base import subsample
 from dlstudies.engine import ENGINES, StopRule, TrainSpec, predict_members
@@ -80,7 +80,7 @@ class Config(StudyConfig):
     # Epochs without a lower validation loss before fine-tuning stops, long enough to cross a plateau:
     # in pilot runs on mnist1d36 the controls' best validation epoch with all labels came at 214-298,
     # after plateaus that a patience of 50 mistook for convergence (one control stopped at 50% train acc).
-    patience: int = field(default=100, metadata={"rule": (lambda v: isinstance(v, int) and v >= 1, "must be >= 1")})
+    patience: int = field(default=100, metadata={"rule": ints(1, MAX_EPOCHS)})
     fractions: tuple[float, ...] = (0.1, 0.25, 1.0)  # of the training labels used to fine-tune
     n_train: int | None = None  # None: the whole training split
     seed_chunk: int = 3  # AANN2 and AANN3 train per seed anyway: small chunks let two workers share them
