@@ -1,6 +1,6 @@
 """normalization: does BatchNorm train report A's MLP faster, and does normalization over-fit?
 
-    dlstudies run normalization         # ~1.5 min at default scale on 2 cores
+    dlstudies run normalization         # ~45 s at default scale on 2 cores (10 seeds)
 
 Report A (Task 2) put a normalization layer after each hidden linear layer of its 36-20-10-5 tanh
 MLP (before tanh), trained with lr 0.001 and mini-batches, and stopped when the mean epoch loss
@@ -425,6 +425,6 @@ def _equal_epochs(conditions: dict, epochs: list[int], folder) -> list[str]:
 
 STUDY = register(Study(
     "normalization", "Does BatchNorm train report A's MLP faster (fewer epochs to a target training loss), and does "
-    "normalization over-fit?", PRESETS, run_unit, summarize, figures, runtime_s="~1.5 min",
+    "normalization over-fit?", PRESETS, run_unit, summarize, figures, runtime_s="~45 s",
     seeds={"smoke": 3, "default": 10, "paper": 10}, grid=lambda cfg: [(("norm", n),) for n in cfg.norms],
     metrics=METRICS, claims=claims, answer=answer, setup=setup))

@@ -1,6 +1,6 @@
 """pretraining: does greedy stacked-autoencoder pre-training beat random init, and more so with few labels?
 
-    dlstudies run pretraining           # ~1.5 min at default scale on 2 cores
+    dlstudies run pretraining           # ~1.5 min at default scale on 2 cores (10 seeds)
 
 Report A (Task 3) trained three auto-associative networks greedily, each on the codes of the one
 before (AANN1 36-28-20-28-36, AANN2 20-17-13-17-20, AANN3 13-10-7-10-13; MSE, Adam, mini-batches,
