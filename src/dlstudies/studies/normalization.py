@@ -365,28 +365,32 @@ CAPTIONS = {
 
 def figures(results: dict, folder) -> list[str]:
     conditions, cfg = results["conditions"], results["config"]
+    epochs = results["budgets"]["epochs"]
     return (_loss_panels(conditions, results["stop_rule"], cfg, folder) + _overlay(conditions, cfg, folder)
-            + fig.confusion_grid(conditions, folder) + _overfitting(conditions, results["budgets"]["epochs"], folder)
-            + _equal_epochs(conditions, results["budgets"]["epochs"], folder))
+            + fig.confusion_grid(conditions, folder) + _overfitting(conditions, epochs, folder)
+            + _equal_epochs(conditions, epochs, folder))
 
 
 def _loss_panels(conditions: dict, stop_rule: dict, cfg: dict, folder) -> list[str]:
-    f, axes = fig.new_figure(ncols=len(conditions), size=(3.6 * len(conditions), 3.2))
+    colors = fig.condition_colors(conditions)
+    f, axes = fig.new_figure(ncols=len(conditions), size=(3.6 * len(conditions), 3.2), sharey=True)
     for ax, (name, c) in zip(np.atleast_1d(axes), conditions.items()):
-        fig.curve_band(ax, [r["curves"]["loss"] for r in c["runs"]], label=name)
-        ax.axhline(cfg["target_loss"], color="0.3", lw=0.8, ls="--")
+        fig.curve_band(ax, [r["curves"]["loss"] for r in c["runs"]], label=name, color=colors[name], log_y=True)
+        ax.axhline(cfg["target_loss"], color="0.3", lw=0.8, ls="--", label="target")
         mine = [(stop, s["summary"]["stop_rule_epochs"]["median"]) for stop, s in stop_rule.items()
                 if stop.partition("@")[0] == name]
         for k, (stop, epoch) in enumerate((s, e) for s, e in mine if e is not None):
-            ax.axvline(epoch, color=fig.color(k + 3), lw=0.9, ls=":", label=f"stop rule {stop.partition('@')[2]}".strip())
-        ax.set(title=name, xlabel="epoch", ylabel="mean training loss (cross-entropy)")
+            ax.axvline(epoch, color="0.5", lw=0.9, ls=(0, (1, 1 + 2 * k)),
+                       label=f"stop rule {stop.partition('@')[2]}".strip())
+        ax.set(title=name, xlabel="epoch")
         ax.legend(fontsize=7)
+    np.atleast_1d(axes)[0].set_ylabel("mean training loss (cross-entropy)")
     return fig.save(f, folder, "loss_curves")
 
 
 def _overlay(conditions: dict, cfg: dict, folder) -> list[str]:
     f, ax = fig.new_figure(size=(6, 4))
-    fig.condition_bands(ax, conditions, "loss", ylabel="mean training loss (cross-entropy)")
+    fig.condition_bands(ax, conditions, "loss", ylabel="mean training loss (cross-entropy)", log_y=True)
     ax.axhline(cfg["target_loss"], color="0.3", lw=0.8, ls="--", label=f"target {value_text('loss', cfg['target_loss'])}")
     ax.set(title="Training loss at equal epochs, mean and 95% band")
     ax.legend()
@@ -394,13 +398,17 @@ def _overlay(conditions: dict, cfg: dict, folder) -> list[str]:
 
 
 def _overfitting(conditions: dict, epochs: list[int], folder) -> list[str]:
+    """The gap at every equal budget (mean, 95% CI), and every run's train against test accuracy at
+    the last one (jittered a little and see-through, so runs at the same value stay countable)."""
+    colors = fig.condition_colors(conditions)
     f, (left, right) = fig.new_figure(ncols=2, size=(11, 4.2))
-    for k, (name, c) in enumerate(conditions.items()):
+    for name, c in conditions.items():
         gaps = [stats.describe([r["at_budget"][str(b)]["gap"] for r in c["runs"]], "gap") for b in epochs]
-        fig.errorbar_x(left, epochs, gaps, label=name, color=fig.color(k), xlabel="epochs trained (equal for all)",
+        fig.errorbar_x(left, epochs, gaps, label=name, color=colors[name], xlabel="epochs trained (equal for all)",
                        ylabel="train acc - test acc")
         runs = [r["metrics"] for r in c["runs"] if r["metrics"]["gap"] is not None]
-        right.scatter([m["train_acc"] for m in runs], [m["test_acc"] for m in runs], label=name, color=fig.color(k), s=18)
+        fig.scatter_runs(right, [m["train_acc"] for m in runs], [m["test_acc"] for m in runs], label=name,
+                         color=colors[name])
     left.set(title="Train-test accuracy gap at equal budgets (mean, 95% CI)")
     left.legend(fontsize=7)
     lims = [min(right.get_xlim()[0], right.get_ylim()[0]), 1.0]
@@ -412,7 +420,7 @@ def _overfitting(conditions: dict, epochs: list[int], folder) -> list[str]:
 
 
 def _equal_epochs(conditions: dict, epochs: list[int], folder) -> list[str]:
-    f, axes = fig.new_figure(ncols=2, size=(11, 4.0))
+    f, axes = fig.new_figure(ncols=2, size=(11, 4.0), sharey=True)
     for ax, key in zip(axes, ("train_acc", "test_acc")):
         fig.condition_bands(ax, conditions, key, log_y=False)
         for b in epochs:

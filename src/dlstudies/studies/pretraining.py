@@ -366,22 +366,26 @@ def figures(results: dict, folder) -> list[str]:
 
 def _aann_curves(aanns: dict, folder) -> list[str]:
     f, axes = fig.new_figure(ncols=len(aanns), size=(3.8 * len(aanns), 3.2))
+    colors = fig.condition_colors(list(CONDITIONS) + list(aanns))  # after the conditions' own colours
     for ax, (name, a) in zip(np.atleast_1d(axes), aanns.items()):
-        fig.curve_band(ax, [r["curve"] for r in a["runs"]], label=name)
+        fig.curve_band(ax, [r["curve"] for r in a["runs"]], label=name, color=colors[name])
         ax.set(title=f"{name} ({'-'.join(map(str, a['sizes']))})", xlabel="epoch", ylabel="reconstruction loss (MSE)")
     return fig.save(f, folder, "aann_reconstruction")
 
 
 def _finetune_curves(conditions: dict, fractions: list[float], folder) -> list[str]:
-    f, axes = fig.new_figure(ncols=len(fractions), nrows=2, size=(3.8 * len(fractions), 6.4))
+    f, axes = fig.new_figure(ncols=len(fractions), nrows=2, size=(3.8 * len(fractions), 6.4), sharey=True)
     axes = np.asarray(axes).reshape(2, -1)
+    colors = fig.condition_colors(CONDITIONS)
     for j, frac in enumerate(fractions):
-        for row, (curve, what) in enumerate((("loss", "training"), ("val_loss", "validation"))):
+        for row, curve in enumerate(("loss", "val_loss")):
             for kind in CONDITIONS:
                 fig.curve_band(axes[row, j], [r["curves"][curve] for r in conditions[condition(kind, frac)]["runs"]],
-                               label=kind)
-            axes[row, j].set(title=f"{frac:.0%} of the labels", xlabel="epoch", ylabel=f"{what} loss (cross-entropy)")
+                               label=kind, color=colors[kind])
+            axes[row, j].set(title=f"{frac:.0%} of the labels", xlabel="epoch")
             axes[row, j].legend(fontsize=7)
+    axes[0, 0].set_ylabel("training loss (cross-entropy)")
+    axes[1, 0].set_ylabel("validation loss (cross-entropy)")
     return fig.save(f, folder, "finetune_loss")
 
 
@@ -398,6 +402,9 @@ def _labels_figure(conditions: dict, benefit: dict, fractions: list[float], fold
                    ylabel="pre-trained - control test accuracy")
     right.axhline(0, color="0.5", lw=0.8, ls="--")
     right.set(title="Benefit of pre-training (mean, 95% CI)")
+    for ax in (left, right):  # a tick at every fraction trained, 25% included
+        ax.set_xticks(fractions, [f"{fr:.0%}" for fr in fractions])
+        ax.minorticks_off()
     return fig.save(f, folder, "label_fractions")
 
 
