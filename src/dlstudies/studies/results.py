@@ -183,3 +183,15 @@ def summarize_study(study, cfg, unit_results: list[dict]) -> dict:
     if study.setup is not None:
         results["setup"] = study.setup(cfg)
     return results
+
+
+def overall_verdict(checks: Sequence[dict]) -> str:
+    """The verdict on a question several planned claims answer together (one per target or model
+    family): supported when every one is, contradicted when one is and none is supported,
+    inconclusive otherwise (the answer then names each claim's verdict)."""
+    verdicts = {c["verdict"] for c in checks}
+    if verdicts == {"supported"}:
+        return "supported"
+    if "contradicted" in verdicts and "supported" not in verdicts:
+        return "contradicted"
+    return "inconclusive"
