@@ -71,7 +71,7 @@ def test_report_tables(out_dir):
     html = render_report(out_dir).read_text()
     checks = html[html.index('class="checks"'):]
     checks = checks[: checks.index("</table>")]
-    assert checks.count('class="pass"') == 1 and checks.count('class="fail"') == 1
+    assert checks.count('class="supported"') == 1 and checks.count('class="contradicted"') == 1
     assert "43.0%" in html and "[41.0%, 45.0%]" in html  # accuracies as percentages
     assert "1.23%" in html and "adam 2, delta 1, ties 0" in html  # the paired comparison
     assert "12.3 s" in html
@@ -84,7 +84,7 @@ def test_summary_markdown_has_one_row_per_study(out_dir):
     # STUDIES.md order (optimizers before normalization), not alphabetical
     assert lines[2].startswith("| optimizers | Which update rule")
     assert lines[3].startswith("| normalization | Does BatchNorm help? | Yes, +2 points. |")
-    assert "1/2" in lines[2]
+    assert "1 / 1 / 0" in lines[2]  # supported / contradicted / inconclusive
     assert not [p for p in out_dir.iterdir() if p.name.endswith(".tmp")]
 
 

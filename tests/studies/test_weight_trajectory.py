@@ -38,9 +38,10 @@ def test_each_run_has_its_snapshots_accuracies_and_coordinates(results):
 
 def test_results_have_the_shared_parts_and_figures(results):
     res, folder = results
-    assert set(res) >= {"conditions", "comparisons", "checks", "answer", "tables"}
+    assert set(res) >= {"conditions", "checks", "answer", "table", "verdicts", "setup"}
     assert res["conditions"]["adam"]["summary"]["final_train_acc"]["n"] == 2
-    assert all(isinstance(c["passed"], bool) for c in res["checks"])
+    assert [c["verdict"] for c in res["checks"]] == ["inconclusive", "inconclusive"]
+    assert res["answer"].startswith("Inconclusive —")
     assert "trajectories.png" in res["figures"]
     for name in res["figures"]:
         assert (folder / name).stat().st_size > 1000
@@ -79,3 +80,28 @@ def test_snapshots_agree_between_engines_and_freeze_with_a_stopped_member(stop):
 
 def _flat(models) -> np.ndarray:
     return np.stack([torch.cat([p.detach().flatten() for p in m.parameters()]).numpy() for m in models])
+
+
+def _synthetic(share, walk, last, first):
+    def table(values, key):
+        return {"runs": [{"seed": i, "metrics": {key: v}} for i, v in enumerate(values)]}
+    return {"shares": {"trajectory": table(share, "share"), "random walk": table(walk, "share")},
+            "steps": {"last": table(last, "step_distance"), "first": table(first, "step_distance")}}
+
+
+BASE = np.linspace(0.80, 0.85, 10)
+FIRST = np.linspace(1.0, 2.0, 10)
+WOBBLE = np.array([1, -1] * 5, dtype=float)
+
+
+@pytest.mark.parametrize("share, last, verdicts", [
+    (BASE + 0.1, FIRST * 0.2, ["supported", "supported"]),
+    (BASE - 0.1, FIRST * 5.0, ["contradicted", "contradicted"]),
+    (BASE + 0.1 * WOBBLE, FIRST * np.exp(WOBBLE), ["inconclusive", "inconclusive"]),
+])
+def test_claims_reach_every_verdict(share, last, verdicts):
+    from dlstudies.analysis.claims import evaluate
+    from dlstudies.studies.weight_trajectory import claims
+
+    res = _synthetic(list(share), list(BASE), list(last), list(FIRST))
+    assert [evaluate(c, res)["verdict"] for c in claims(Config())] == verdicts

@@ -97,12 +97,14 @@ def _aligned(table: dict, a: str, b: str, metric: str) -> tuple[list, list, int]
     return x, y, len(seeds) - finite
 
 
-def _side(ci, sign: int, at: float = 0.0) -> str:
-    """Which side of `at` the interval lies wholly on, relative to the claimed sign."""
+def _side(ci, sign: int, at: float = 0.0, reach: bool = False) -> str:
+    """Which side of `at` the interval lies wholly on, relative to the claimed sign. With `reach`
+    (a threshold claim: "at least 0.95"), an interval that touches the threshold from the claimed
+    side supports it: a memorised training set sits at accuracy 1.0 exactly."""
     lo, hi = ci
     if lo is None or hi is None:
         return INCONCLUSIVE
-    if (lo > at if sign > 0 else hi < at):
+    if sign > 0 and (lo >= at if reach else lo > at) or sign < 0 and (hi <= at if reach else hi < at):
         return SUPPORTED
     if (hi < at if sign > 0 else lo > at):
         return CONTRADICTED
@@ -137,7 +139,7 @@ def _directional(claim: Claim, table: dict) -> dict:
 def _threshold(claim: Claim, table: dict) -> dict:
     values = list(_by_seed(table, claim.a, claim.metric).values())
     s = stats.describe(values, claim.metric)
-    verdict, note = _small(s["n"], claim, _side(s["ci95"], claim.sign, claim.threshold))
+    verdict, note = _small(s["n"], claim, _side(s["ci95"], claim.sign, claim.threshold, reach=True))
     rel = "≥" if claim.sign > 0 else "≤"
     evidence = (f"{claim.metric} of {claim.a}: {s['statistic']} {value_text(claim.metric, s['value'])} "
                 f"{interval_text(claim.metric, s['ci95'])} ({s['interval']}) against the claimed "
@@ -195,6 +197,21 @@ def _equivalence(claim: Claim, table: dict) -> dict:
     return {"verdict": verdict, "effect": stats._plain(np.mean(d)) if len(d) else None, "ci95": t["ci95"],
             "ci90": t["ci90"], "test": "TOST (paired t)" if claim.b else "TOST (t)", "p_value": t["p_value"],
             "n": int(len(d)), "n_missing": n_missing, "evidence": evidence}
+
+
+@KINDS.register("correlation")
+def _correlation(claim: Claim, table: dict) -> dict:
+    """Spearman's rho of the metric with run metric `x` across the runs of condition a, each run an
+    independent draw (its own seed); bootstrap CI over runs, permutation p (scipy)."""
+    pairs = [(r["metrics"].get(claim.x), r["metrics"].get(claim.metric)) for r in table[claim.a]["runs"]]
+    kept = np.array([(float(u), float(v)) for u, v in pairs if _finite(u) and _finite(v)]).reshape(-1, 2)
+    n, n_missing = len(kept), len(pairs) - len(kept)
+    rho, ci, p = stats.rank_correlation(kept[:, 0], kept[:, 1])
+    verdict, note = _small(n, claim, _side(ci, claim.sign))
+    evidence = (f"Spearman ρ of {claim.metric} with {claim.x} over {n} runs of {claim.a}: {_rho(rho)} "
+                f"[{_rho(ci[0])}, {_rho(ci[1])}] (bootstrap), permutation p = {_p(p)}{_missing_note(n_missing)}{note}")
+    return {"verdict": verdict, "effect": rho, "ci95": ci, "test": "Spearman, permutation", "p_value": p, "n": n,
+            "n_missing": n_missing, "evidence": evidence}
 
 
 def _finite(v) -> bool:

@@ -66,6 +66,18 @@ def _float64(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to(torch.float64) if torch.is_floating_point(t) else t
 
 
+def _vector_loss(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, targets: torch.Tensor):
+    """The float64 loss as a function of the flat parameter vector (`flatten_params` order)."""
+    buffers = {n: _float64(b) for n, b in model.named_buffers()}
+    x, y = _float64(inputs), _float64(targets)
+
+    def loss(vector: torch.Tensor) -> torch.Tensor:
+        state = {**unflatten_params(vector, model), **buffers}
+        return loss_fn(functional_call(model, state, (x,)), y)
+
+    return loss
+
+
 def loss_hessian(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
                  targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The float64 Hessian (P, P) and gradient (P,) of `loss_fn(model(inputs), targets)`.
@@ -73,17 +85,21 @@ def loss_hessian(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
     P counts all parameters in `named_parameters()` order (that of `flatten_params`). The model
     is evaluated in eval mode with float64 copies of its parameters and buffers; it is not changed.
     """
-    buffers = {n: _float64(b) for n, b in model.named_buffers()}
     flat = torch.cat([_float64(p).reshape(-1) for p in model.parameters()])
-    x, y = _float64(inputs), _float64(targets)
-
-    def loss(vector: torch.Tensor) -> torch.Tensor:
-        state = {**unflatten_params(vector, model), **buffers}
-        return loss_fn(functional_call(model, state, (x,)), y)
-
+    loss = _vector_loss(model, loss_fn, inputs, targets)
     with eval_mode(model):
         hess, grad = torch.func.hessian(loss)(flat), torch.func.grad(loss)(flat)
     return (hess + hess.T) / 2, grad  # symmetrise: forward-over-reverse is symmetric only to rounding
+
+
+def gradient_norms(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, targets: torch.Tensor,
+                   vectors: np.ndarray) -> np.ndarray:
+    """The full-batch gradient 2-norm (float64, eval mode) at each flat parameter vector (n, P):
+    the gradient of the whole training loss, not a mini-batch's, whose norm has a noise floor."""
+    loss = _vector_loss(model, loss_fn, inputs, targets)
+    grad = torch.func.grad(loss)
+    with eval_mode(model):
+        return np.array([float(grad(torch.as_tensor(v, dtype=torch.float64)).norm()) for v in np.atleast_2d(vectors)])
 
 
 def hessian_eigenvalues(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, targets: torch.Tensor,

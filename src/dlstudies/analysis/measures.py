@@ -35,7 +35,7 @@ REAL = Measure("real", (-math.inf, math.inf))
 # minimal_ratio, fraction or share; ratios of positive quantities end in _ratio or _factor.
 RULES: tuple[tuple[str, Measure], ...] = (
     (r"(_gap|^gap)$", SIGNED_FRACTION),
-    (r"(_acc|accuracy|minimal_ratio|fraction|share|index|^reached)$", FRACTION),
+    (r"(_acc|accuracy|minimal_ratio|fraction|share|index|^reached|^collapsed|^fits)$", FRACTION),
     (r"(^rho|_rho|correlation)$", CORRELATION),
     (r"(loss|mse|sharpness|epochs|steps|samples|_ratio|_factor|auc|_norm|sensitivity|slowdown|distance|rate)$", POSITIVE),
     (r"(^n_|_count$|^dead)", COUNT),

@@ -94,3 +94,16 @@ def fit_trajectory_pca(snapshots: np.ndarray, n_components: int = 2) -> Trajecto
 def project(pca: TrajectoryPCA, vectors: np.ndarray) -> np.ndarray:
     """Coordinates of parameter vectors, (P,) or (n, P), in the plane: (k,) or (n, k)."""
     return (np.asarray(vectors, dtype=np.float64) - pca.mean) @ pca.components.T
+
+
+def random_walk_share(steps: np.ndarray, n_params: int, generator: np.random.Generator, n_components: int = 2) -> float:
+    """The baseline a trajectory's PCA share is held against: the share of variance in the first
+    `n_components` principal components of an isotropic random walk in R^n_params with the same
+    step lengths. Even a walk with no structure at all puts ~76% in two components (for many
+    steps the k-th share tends to 6 / (pi^2 k^2); Antognini & Sohl-Dickstein 2018), so "two PCs
+    hold most of the variance" says nothing unless it beats this."""
+    steps = np.asarray(steps, dtype=np.float64)
+    directions = generator.standard_normal((len(steps), n_params))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    walk = np.vstack([np.zeros(n_params), np.cumsum(steps[:, None] * directions, axis=0)])
+    return float(np.sum(fit_trajectory_pca(walk, n_components).explained_variance_ratio))

@@ -306,3 +306,25 @@ def rank_trends(per_seed_points: dict[int, list[tuple[float, float]]]) -> np.nda
     """Per seed, Spearman's rho of y against x over that seed's points (NaN where undefined)."""
     rhos = [spearman(*zip(*pts))["rho"] if len(pts) >= 3 else None for pts in per_seed_points.values()]
     return np.array([np.nan if r is None else r for r in rhos], dtype=float)
+
+
+def rank_correlation(x: np.ndarray, y: np.ndarray) -> tuple:
+    """(Spearman rho, its percentile-bootstrap 95% CI over pairs, permutation p) — None where
+    undefined (fewer than 3 pairs, or a constant variable)."""
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return None, [None, None], None
+    rho = lambda a, b, axis=-1: _spearman_axis(a, b, axis)  # noqa: E731
+    ci = sps.bootstrap((x, y), rho, paired=True, vectorized=True, confidence_level=CONFIDENCE, method="percentile",
+                       n_resamples=BOOTSTRAP_RESAMPLES, random_state=_rng()).confidence_interval
+    p = sps.permutation_test((x, y), rho, permutation_type="pairings", vectorized=True, n_resamples=9999,
+                             random_state=_rng()).pvalue
+    lo, hi = (max(-1.0, v) if v == v else None for v in (ci.low, ci.high))
+    return _plain(sps.spearmanr(x, y).statistic), [lo, None if hi is None else min(1.0, hi)], _plain(p)
+
+
+def _spearman_axis(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    ra, rb = sps.rankdata(a, axis=axis), sps.rankdata(b, axis=axis)
+    ra, rb = ra - ra.mean(axis=axis, keepdims=True), rb - rb.mean(axis=axis, keepdims=True)
+    den = np.sqrt((ra ** 2).sum(axis=axis) * (rb ** 2).sum(axis=axis))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (ra * rb).sum(axis=axis) / np.where(den > 0, den, 1), 0.0)

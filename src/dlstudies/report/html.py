@@ -118,7 +118,11 @@ def _diverged(conditions: dict) -> list[dict]:
 
 
 def _checks_passed(checks: list[dict]) -> str:
-    return f"{sum(bool(c.get('passed')) for c in checks)}/{len(checks)}" if checks else MISSING
+    """'supported / contradicted / inconclusive' counts (a legacy check's `passed` read as a verdict)."""
+    if not checks:
+        return MISSING
+    verdicts = [c.get("verdict") or ("supported" if c.get("passed") else "contradicted") for c in checks]
+    return " / ".join(str(verdicts.count(v)) for v in ("supported", "contradicted", "inconclusive"))
 
 
 def study_view(folder: Path, r: dict) -> dict:
@@ -167,7 +171,7 @@ def _md_cell(text) -> str:
 
 def summary_markdown(studies: list[dict]) -> str:
     """The report's top table in Markdown: one row per study."""
-    lines = ["| study | question | answer | checks passed |", "|---|---|---|---|"]
+    lines = ["| study | question | answer | supported / contradicted / inconclusive |", "|---|---|---|---|"]
     lines += [f"| {_md_cell(s['id'])} | {_md_cell(s['question'])} | {_md_cell(s['answer'])} "
               f"| {_md_cell(s['checks_passed'])} |" for s in studies]
     return "\n".join(lines) + "\n"

@@ -13,9 +13,11 @@ lattice (odd, so θ* is a grid point), contour and 3-D surface figures of seed 0
 seeds the loss rise at distance r from θ* on the random plane (a flatness measure in the
 filter-normalized units that make seeds comparable). Model *(chosen)*: MLP 64-32-10 (ReLU) on
 the bundled 8x8 `digits`, Adam lr 1e-3, batch 32, 40 epochs at default; Li et al. used CNNs on
-CIFAR-10, which `--set`/`--data` cannot reproduce here. `pca_min_over_centre` < 1 says the PCA plane
-holds points of lower loss than θ*: cross-entropy on a training set the model separates has no
-minimum at finite weights, and the loss keeps falling along the path beyond where training stopped.
+CIFAR-10, which `--set`/`--data` cannot reproduce here. `pca_plane_min_fraction` < 1 says the PCA plane
+holds points of lower loss than θ*, so θ* is not a minimum and the answer says so: cross-entropy on
+a training set the model separates has no minimum at finite weights, and the loss keeps falling
+along the path beyond where training stopped. The path's 2-D PCA share is held, seed by seed,
+against an isotropic random walk with the same step lengths (which alone puts ~76% in two PCs).
 
 Literature: in Li et al.'s plots the trained minimizer sits at the bottom of its random
 filter-normalized slice, and the descent path lies in a very low dimensional space (section 7),
@@ -36,34 +38,34 @@ from dlstudies.analysis import (
     fit_trajectory_pca,
     loss_plane,
     pca_directions,
-    stats,
 )
+from dlstudies.analysis.claims import Claim, opening
 from dlstudies.analysis.landscape import detached_params
-from dlstudies.config import Runtime, require
+from dlstudies.analysis.measures import interval_text, value_text
+from dlstudies.analysis.pca import random_walk_share
+from dlstudies.config import require
 from dlstudies.data import load_data
 from dlstudies.data.base import subsample
 from dlstudies.engine import LOSSES, TrainSpec, fixed_epochs
 from dlstudies.models.builders import ACTIVATIONS
 from dlstudies.optim import OPTIMIZERS, OptSpec
 from dlstudies.report import figures as fig
-from dlstudies.studies.base import Study, Unit, register, seed_chunks
-from dlstudies.studies.results import (
-    add_summaries,
-    all_runs,
-    group_runs,
-    in_most,
-    summary_table,
-)
+from dlstudies.studies.base import Study, StudyConfig, register
+from dlstudies.studies.results import all_runs, still_improving
 from dlstudies.studies.training import fit_members, image_mlp, split_accuracy
 
-METRICS = ("final_train_loss", "train_acc", "test_acc", "rise_at_r", "pca_2d_share", "pca_min_over_centre")
+METRICS = ("final_train_loss", "train_acc", "test_acc", "rise_at_r", "random_plane_min_fraction", "pca_plane_min_fraction",
+           "pca_2d_share", "random_walk_2d_share")
+LI = "Li et al. 2018, sections 4-6"
 PLANES = ("random", "pca")
-# Directions are drawn from their own stream, apart from the initial weights and the sample order.
+# Directions (and the random-walk baseline) are drawn from their own streams, apart from the
+# initial weights and the sample order.
 DIRECTION_STREAM = 2_000_003
+WALK_STREAM = 3_000_017
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(StudyConfig):
     data: str = "digits"
     hidden: tuple[int, ...] = (32,)
     activation: str = "relu"
@@ -78,28 +80,21 @@ class Config:
     n_train: int | None = None  # None: the whole training split
     seed_chunk: int = 5  # seeds per work unit, trained as one stack
 
-    def __post_init__(self):
+    def validate(self):
         OPTIMIZERS.get(self.optimizer)
         ACTIVATIONS.get(self.activation)
-        require(self.lr > 0, f"lr must be > 0, got {self.lr}")
-        require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         require(self.epochs >= 2, f"epochs must be >= 2 (a trajectory needs 3 points), got {self.epochs}")
         require(self.grid >= 3 and self.grid % 2 == 1, f"grid must be odd and >= 3, got {self.grid}")
         require(self.radius > 0, f"radius must be > 0, got {self.radius}")
         require(self.margin >= 0, f"margin must be >= 0, got {self.margin}")
         require(0 < self.rise_radius <= self.radius, f"rise_radius must be in (0, radius], got {self.rise_radius}")
-        require(self.seed_chunk >= 1, f"seed_chunk must be >= 1, got {self.seed_chunk}")
 
 
 PRESETS = {"smoke": Config(epochs=3, grid=7, n_train=200), "default": Config(),
            "paper": Config(epochs=100, grid=41)}
 
 
-def units(cfg: Config, seeds: tuple[int, ...], runtime: Runtime) -> list[Unit]:
-    return [Unit("loss-surface", cfg, chunk, runtime) for chunk in seed_chunks(seeds, cfg.seed_chunk)]
-
-
-def run_unit(unit: Unit) -> dict:
+def run_unit(unit) -> dict:
     cfg: Config = unit.config
     data = subsample(load_data(cfg.data, unit.runtime.data_dir), cfg.n_train)
     # One snapshot per epoch: the trajectory whose PCA gives the second plane.
@@ -107,23 +102,25 @@ def run_unit(unit: Unit) -> dict:
     fit = fit_members(unit, image_mlp(data, cfg.hidden, ACTIVATIONS.get(cfg.activation)), OptSpec(cfg.optimizer, cfg.lr),
                       data.train.x, data.train.y, spec)
     test_acc = split_accuracy(fit.models, data, ("test",))["test"]
-    return {"runs": [_run(cfg, data.train, fit.models[i], fit.snapshots[i], s, float(test_acc[i]), spec.loss)
-                     for i, s in enumerate(unit.seeds)]}
+    return {"runs": [_run(cfg, data.train, fit.models[i], fit.snapshots[i], s, float(test_acc[i]), spec.loss,
+                          fit.history["loss"][i, :int(fit.epochs[i])]) for i, s in enumerate(unit.seeds)]}
 
 
-def _run(cfg: Config, train, model, trajectory: np.ndarray, seed: int, test_acc: float, loss: str) -> dict:
+def _run(cfg: Config, train, model, trajectory: np.ndarray, seed: int, test_acc: float, loss: str, loss_curve) -> dict:
     loss_fn = LOSSES.get(loss).single
     acc = lambda out, y: (out.argmax(-1) == y).double().mean()  # noqa: E731
     final_loss, train_acc = evaluate(model, detached_params(model), loss_fn, train.x, train.y, metric_fn=acc)
     planes = {"random": _random_plane(cfg, model, train, loss_fn, seed),
               "pca": _pca_plane(cfg, model, train, loss_fn, trajectory)}
+    steps = np.linalg.norm(np.diff(trajectory.astype(np.float64), axis=0), axis=1)
+    walk = random_walk_share(steps, trajectory.shape[1], np.random.default_rng(WALK_STREAM + seed))
     metrics = {"final_train_loss": final_loss, "train_acc": train_acc, "test_acc": test_acc,
                "rise_at_r": _rise(planes["random"], cfg.rise_radius),
-               "pca_2d_share": sum(planes["pca"]["explained_variance_ratio"]),
-               "pca_min_over_centre": float(np.min(planes["pca"]["loss"])) / final_loss,
-               "centre_is_lowest": bool(np.argmin(planes["random"]["loss"]) == (cfg.grid ** 2) // 2)}
+               "random_plane_min_fraction": float(np.min(planes["random"]["loss"])) / final_loss,
+               "pca_plane_min_fraction": float(np.min(planes["pca"]["loss"])) / final_loss,
+               "pca_2d_share": sum(planes["pca"]["explained_variance_ratio"]), "random_walk_2d_share": walk}
     return {"condition": cfg.optimizer, "seed": seed, "metrics": metrics, "planes": planes,
-            "profile": _profile(planes["random"], cfg)}
+            "profile": _profile(planes["random"], cfg), "still_improving": still_improving(loss_curve)}
 
 
 def _random_plane(cfg: Config, model, train, loss_fn, seed: int) -> dict:
@@ -172,37 +169,45 @@ def _profile(plane: dict, cfg: Config) -> dict:
     return {"radius": radii.tolist(), "loss": _ring_means(plane, radii, _step(plane)).tolist()}
 
 
-def summarize(cfg: Config, unit_results: list[dict]) -> dict:
-    conditions = add_summaries(group_runs(unit_results), METRICS)
-    runs = all_runs(conditions)
-    return {"conditions": conditions, "comparisons": [], "checks": _checks(runs), "answer": _answer(conditions, cfg),
-            "tables": [summary_table(f"Around the trained solution, over seeds (rise at r = {cfg.rise_radius})",
-                                     conditions, METRICS, percent=("train_acc", "test_acc"))]}
+def summarize(cfg: Config, unit_results: list[dict], standard: dict) -> dict:
+    runs = all_runs(standard["conditions"])
+    per_seed = lambda key: {"runs": [{"seed": r["seed"], "metrics": {"share": r["metrics"][key]}} for r in runs]}  # noqa: E731
+    return {"shares": {"trajectory": per_seed("pca_2d_share"), "random walk": per_seed("random_walk_2d_share")}}
 
 
-def _checks(runs: list[dict]) -> list[dict]:
-    n = len(runs)
-    lowest, mostly_lowest = in_most([bool(r["metrics"]["centre_is_lowest"]) for r in runs])
-    share = np.array([r["metrics"]["pca_2d_share"] for r in runs], dtype=float)
-    above, mostly_above = in_most(share > 0.5)
+def claims(cfg: Config) -> list[Claim]:
+    cond = cfg.optimizer
     return [
-        stats.check("The trained solution sits at the bottom of its filter-normalized random slice",
-                    "Li et al. 2018, sections 4-6", mostly_lowest,
-                    f"the centre was the lowest grid point of the random plane in {lowest} of {n} seeds"),
-        stats.check("The descent path is low-dimensional: two principal directions hold most of its variation",
-                    "Li et al. 2018, section 7; Antognini & Sohl-Dickstein 2018", mostly_above,
-                    f"variance share of the first two components: median {np.median(share):.0%}, "
-                    f"above 50% in {above} of {n} seeds"),
+        Claim("The trained solution sits at the bottom of its filter-normalized random slice: no point of the plane "
+              "is lower", LI, "random_plane_min_fraction", "threshold", a=cond, threshold=1.0),
+        Claim("The trained solution is a minimum of the loss on the plane of its own descent path",
+              "Li et al. 2018, section 7", "pca_plane_min_fraction", "threshold", a=cond, threshold=1.0),
+        Claim("The descent path is low-dimensional: two principal directions hold more of its variation than they "
+              "hold of a random walk with the same steps", "Li et al. 2018, section 7; Antognini & Sohl-Dickstein 2018",
+              "share", "directional", a="trajectory", b="random walk", table="shares"),
     ]
 
 
-def _answer(conditions: dict, cfg: Config) -> str:
-    s = next(iter(conditions.values()))["summary"]
-    rise, loss = s["rise_at_r"], s["final_train_loss"]
-    ci = f" (95% CI [{rise['ci95'][0]:.3g}, {rise['ci95'][1]:.3g}])" if rise["ci95"][0] is not None else ""
-    return (f"Around solutions with training loss {loss['mean']:.3g}, the loss rose on average by {rise['mean']:.3g}{ci} "
-            f"at distance {cfg.rise_radius} along filter-normalized random directions, over {rise['n']} seeds; "
-            f"the first two principal directions held {s['pca_2d_share']['mean']:.0%} of the descent path's variation.")
+def answer(cfg: Config, results: dict) -> str:
+    random, pca, low = results["checks"]
+    verdicts = {random["verdict"], pca["verdict"]}
+    verdict = "contradicted" if "contradicted" in verdicts else "supported" if verdicts == {"supported"} else "inconclusive"
+    s = next(iter(results["conditions"].values()))["summary"]
+    m = "pca_plane_min_fraction"
+    text = (f"{opening(verdict)} the lowest point of the descent path's PCA plane sits at "
+            f"{value_text(m, s[m]['value'])} {interval_text(m, s[m]['ci95'])} of the trained solution's training loss "
+            f"and the random plane's at {value_text(m, s['random_plane_min_fraction']['value'])} "
+            f"(means over {s[m]['n']} seeds)")
+    if pca["verdict"] == "contradicted":
+        text += ": the solution is not a minimum — the loss keeps falling beyond where training stopped"
+    text += (f"; the path's two PCs hold {value_text('pca_2d_share', s['pca_2d_share']['value'])} of its variation "
+             f"against {value_text('pca_2d_share', s['random_walk_2d_share']['value'])} for a random walk ({low['verdict']})")
+    return text + "."
+
+
+def setup(cfg: Config) -> str:
+    return (f"{cfg.data}, MLP {'-'.join(map(str, cfg.hidden))} {cfg.activation}, {cfg.optimizer} lr {cfg.lr:g}, "
+            f"batch {cfg.batch_size}, {cfg.epochs} epochs; planes {cfg.grid}x{cfg.grid}")
 
 
 def figures(results: dict, folder) -> list[str]:
@@ -261,5 +266,6 @@ def _profiles(runs: list[dict], config: dict, folder) -> list[str]:
     return fig.save(f, folder, "radial_profile")
 
 
-STUDY = register(Study("loss-surface", "What does the loss look like on a plane around a trained solution?",
-                       PRESETS, run_unit, summarize, figures, units=units, runtime_s="~30 s"))
+STUDY = register(Study("loss-surface", "Is a trained solution a minimum of the loss on planes around it (Li et al. 2018)?",
+                       PRESETS, run_unit, summarize, figures, runtime_s="~30 s", metrics=METRICS, claims=claims,
+                       answer=answer, setup=setup, seeds={"smoke": 3, "default": 10, "paper": 10}))

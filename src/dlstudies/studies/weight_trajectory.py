@@ -32,9 +32,11 @@ from dlstudies.analysis import (
     evaluate,
     fit_trajectory_pca,
     flatten_params,
-    stats,
     unflatten_params,
 )
+from dlstudies.analysis.claims import Claim, opening
+from dlstudies.analysis.measures import effect_text, interval_text, value_text
+from dlstudies.analysis.pca import random_walk_share
 from dlstudies.config import Runtime, require
 from dlstudies.data import load_data
 from dlstudies.data.base import subsample
@@ -42,15 +44,8 @@ from dlstudies.engine import LOSSES, TrainSpec, fixed_epochs
 from dlstudies.models.builders import ACTIVATIONS, build_members
 from dlstudies.optim import OPTIMIZERS, OptSpec
 from dlstudies.report import figures as fig
-from dlstudies.studies.base import Study, Unit, register
-from dlstudies.studies.results import (
-    add_summaries,
-    all_runs,
-    group_runs,
-    in_most,
-    metric_array,
-    summary_table,
-)
+from dlstudies.studies.base import Study, StudyConfig, Unit, register
+from dlstudies.studies.results import all_runs
 from dlstudies.studies.training import (
     fit_members,
     image_mlp,
@@ -58,13 +53,14 @@ from dlstudies.studies.training import (
     split_accuracy,
 )
 
-METRICS = ("initial_train_acc", "final_train_acc", "test_acc", "own_pca_2d", "first_step", "last_step",
-           "last_over_first_step")
+METRICS = ("initial_train_acc", "final_train_acc", "test_acc", "pca_2d_share", "random_walk_2d_share",
+           "first_step_distance", "last_step_distance", "step_ratio")
 PLANES = ("model", "first_layer")
+WALK_STREAM = 3_000_017  # the random-walk baseline's own stream, apart from weights and sample order
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(StudyConfig):
     data: str = "digits"
     hidden: tuple[int, ...] = (64, 32)
     activation: str = "relu"
@@ -75,12 +71,10 @@ class Config:
     snapshot_every: int = 5  # epochs between weight snapshots
     n_train: int | None = None  # None: the whole training split
 
-    def __post_init__(self):
+    def validate(self):
         OPTIMIZERS.get(self.optimizer)
         ACTIVATIONS.get(self.activation)
-        require(self.lr > 0, f"lr must be > 0, got {self.lr}")
-        require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
-        require(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), f"hidden sizes must be >= 1, got {self.hidden}")
+        require(len(self.hidden) >= 1, f"hidden must name at least one layer, got {self.hidden}")
         require(self.snapshot_every >= 1, f"snapshot_every must be >= 1, got {self.snapshot_every}")
         require(self.epochs >= self.snapshot_every and self.epochs % self.snapshot_every == 0,
                 f"epochs ({self.epochs}) must be a positive multiple of snapshot_every ({self.snapshot_every})")
@@ -140,52 +134,63 @@ def _own_pca_2d(run_snaps: np.ndarray) -> float:
     return float(np.sum(fit_trajectory_pca(run_snaps, n_components=2).explained_variance_ratio))
 
 
+def _walk_2d(steps: np.ndarray, n_params: int, seed: int) -> float:
+    """The same share for an isotropic random walk with this run's step lengths (its baseline)."""
+    if len(steps) < 2:
+        return float("nan")
+    return random_walk_share(steps, n_params, np.random.default_rng(WALK_STREAM + seed))
+
+
 def _run(cfg: Config, i: int, seed: int, run_snaps: np.ndarray, measured: dict, planes: dict, epochs: list,
          test_acc: float) -> dict:
     steps = np.linalg.norm(np.diff(run_snaps, axis=0), axis=1)  # distance moved between snapshots
     acc = measured["train_acc"][i]
     metrics = {"initial_train_acc": acc[0], "final_train_acc": acc[-1], "test_acc": test_acc,
-               "own_pca_2d": _own_pca_2d(run_snaps), "first_step": steps[0], "last_step": steps[-1],
-               "last_over_first_step": steps[-1] / steps[0]}
+               "pca_2d_share": _own_pca_2d(run_snaps), "random_walk_2d_share": _walk_2d(steps, run_snaps.shape[1], seed),
+               "first_step_distance": steps[0], "last_step_distance": steps[-1], "step_ratio": steps[-1] / steps[0]}
     snapshots = {"epoch": epochs, "train_acc": acc.tolist(), "train_loss": measured["train_loss"][i].tolist(),
                  **{f"xy_{k}": planes[k]["coords"][i].tolist() for k in PLANES}}
     return {"condition": cfg.optimizer, "seed": seed, "metrics": metrics, "snapshots": snapshots}
 
 
-def summarize(cfg: Config, unit_results: list[dict]) -> dict:
-    conditions = add_summaries(group_runs(unit_results), METRICS)
-    runs = all_runs(conditions)
-    pca = unit_results[0]["pca"]
-    return {"conditions": conditions, "comparisons": [], "pca": pca, "checks": _checks(runs),
-            "answer": _answer(conditions, pca),
-            "tables": [summary_table("Trajectories, over seeds (steps: distance moved between snapshots)", conditions,
-                                     METRICS, percent=("initial_train_acc", "final_train_acc", "test_acc"))]}
+def summarize(cfg: Config, unit_results: list[dict], standard: dict) -> dict:
+    runs = all_runs(standard["conditions"])
+
+    def per_seed(key, name):
+        return {"runs": [{"seed": r["seed"], "metrics": {name: r["metrics"][key]}} for r in runs]}
+    return {"pca": unit_results[0]["pca"],
+            "shares": {"trajectory": per_seed("pca_2d_share", "share"), "random walk": per_seed("random_walk_2d_share", "share")},
+            "steps": {"last": per_seed("last_step_distance", "step_distance"),
+                      "first": per_seed("first_step_distance", "step_distance")}}
 
 
-def _checks(runs: list[dict]) -> list[dict]:
-    own, ratio, n = metric_array(runs, "own_pca_2d"), metric_array(runs, "last_over_first_step"), len(runs)
-    (most, mostly_low), (slowed, mostly_slowed) = in_most(own > 0.5), in_most(ratio < 1)
-    checks = [stats.check("Points cluster more densely over time: the weights move less between late snapshots "
-                          "than between early ones", "report B", mostly_slowed,
-                          f"last/first distance between consecutive snapshots: median {np.nanmedian(ratio):.2g}, "
-                          f"below 1 in {slowed} of {n} seeds")]
-    if np.isfinite(own).any():
-        checks.append(stats.check(
-            "A training trajectory is low-dimensional: its first two principal components explain most of its variation",
-            "Li et al. 2018, section 7; Antognini & Sohl-Dickstein 2018", mostly_low,
-            f"share of each run's own trajectory variance in 2 components: median {np.nanmedian(own):.0%}, "
-            f"above 50% in {most} of {n} seeds"))
-    return checks
+def claims(cfg: Config) -> list[Claim]:
+    return [
+        Claim("A training trajectory is low-dimensional: its first two principal components hold more of its variation "
+              "than they hold of a random walk with the same steps", "Li et al. 2018, section 7; Antognini & "
+              "Sohl-Dickstein 2018", "share", "directional", a="trajectory", b="random walk", table="shares"),
+        Claim("Points cluster more densely over time: the weights move less between late snapshots than between early "
+              "ones", "report B, \"Visualize the optimization process\"", "step_distance", "directional", a="last",
+              b="first", direction="lower", table="steps"),
+    ]
 
 
-def _answer(conditions: dict, pca: dict) -> str:
-    s = next(iter(conditions.values()))["summary"]
-    evr = [sum(pca[k]["explained_variance_ratio"]) for k in PLANES]
-    a, b = s["initial_train_acc"]["mean"], s["final_train_acc"]["mean"]
-    return (f"Over {s['final_train_acc']['n']} seeds, training accuracy rose from {a:.0%} to {b:.0%} along paths "
-            f"whose shared 2-D PCA plane holds {evr[0]:.0%} of the variance of all snapshots ({evr[1]:.0%} for the "
-            f"first layer); the distance moved between the last two snapshots was "
-            f"{s['last_over_first_step']['median']:.2g} times that between the first two (median).")
+def answer(cfg: Config, results: dict) -> str:
+    low, slow = results["checks"]
+    s = next(iter(results["conditions"].values()))["summary"]
+    evr = [sum(results["pca"][k]["explained_variance_ratio"]) for k in PLANES]
+    share = "pca_2d_share"
+    return (f"{opening(low['verdict'])} each run's two PCs hold {value_text(share, s[share]['value'])} of its path's "
+            f"variation against {value_text(share, s['random_walk_2d_share']['value'])} for a random walk with the "
+            f"same steps ({effect_text(share, low['effect'])} {interval_text(share, low['ci95'], True)}, n = {low['n']}); "
+            f"the last step between snapshots was {effect_text('step_distance', slow['effect'])} "
+            f"{interval_text('step_distance', slow['ci95'], True)} the first ({slow['verdict']}), and the shared PCA "
+            f"plane of all runs holds {evr[0]:.0%} of all snapshots' variance ({evr[1]:.0%} for the first layer).")
+
+
+def setup(cfg: Config) -> str:
+    return (f"{cfg.data}, MLP {'-'.join(map(str, cfg.hidden))} {cfg.activation}, {cfg.optimizer} lr {cfg.lr:g}, "
+            f"batch {cfg.batch_size}, {cfg.epochs} epochs, a snapshot every {cfg.snapshot_every}")
 
 
 def figures(results: dict, folder) -> list[str]:
@@ -224,6 +229,7 @@ def _accuracy(runs: list[dict], folder) -> list[str]:
     return fig.save(f, folder, "snapshot_accuracy")
 
 
-STUDY = register(Study("weight-trajectory", "What path do the weights take during training, seen in a 2-D PCA plane?",
-                       PRESETS, run_unit, summarize, figures, units=units, runtime_s="~10 s",
-                       seeds={"smoke": 3, "default": 8, "paper": 8}))  # report B trained 8 times
+STUDY = register(Study("weight-trajectory", "Do the weights take a low-dimensional path in training, more so than a "
+                       "random walk with the same steps?", PRESETS, run_unit, summarize, figures, units=units,
+                       runtime_s="~15 s", metrics=METRICS, claims=claims, answer=answer, setup=setup,
+                       seeds={"smoke": 3, "default": 10, "paper": 8}))  # report B trained 8 times
