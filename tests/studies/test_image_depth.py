@@ -12,7 +12,7 @@ from dlstudies.errors import UsageError
 from dlstudies.models import count_params
 from dlstudies.models.widths import MATCH_TOLERANCE, match_error
 from dlstudies.studies import image_depth as idp
-from dlstudies.studies.results import still_improving
+from dlstudies.studies.results import best_still_improving
 
 TINY = replace(idp.PRESETS["smoke"], epochs=2, n_train=60, n_test=60)
 SEEDS = (0, 1)
@@ -56,7 +56,7 @@ def test_conditions_record_accuracies_curves_and_the_convergence_flag(study):
         for r in c["runs"]:
             assert 0 <= r["metrics"]["train_acc"] <= 1 and 0 <= r["metrics"]["test_acc"] <= 1
             assert all(len(r["curves"][k]) == TINY.epochs for k in idp.CURVES)
-            assert r["still_improving"] == still_improving(r["curves"]["val_loss"])
+            assert r["still_improving"] == best_still_improving(r["curves"]["val_loss"])
 
 
 def test_shallow_and_deep_have_equal_counts_and_differ_in_depth(study):

@@ -10,7 +10,7 @@ import pytest
 from dlstudies.analysis.claims import evaluate
 from dlstudies.errors import UsageError
 from dlstudies.studies import params_generalization as pg
-from dlstudies.studies.results import still_improving
+from dlstudies.studies.results import best_still_improving, still_improving
 
 TINY = replace(pg.PRESETS["smoke"], epochs=2, n_train=100, n_test=60)
 SEEDS = (0, 1)
@@ -81,7 +81,7 @@ def test_each_run_says_whether_its_validation_loss_was_still_falling(study):
     for c in summary["conditions"].values():
         for r in c["runs"]:
             assert len(r["curves"]["val_loss"]) == TINY.epochs
-            assert r["still_improving"] == still_improving(r["curves"]["val_loss"])
+            assert r["still_improving"] == best_still_improving(r["curves"]["val_loss"])
     assert sum(c["still_improving"] for c in summary["convergence"].values()) == sum(
         r["still_improving"] for c in summary["conditions"].values() for r in c["runs"])
 
@@ -100,3 +100,15 @@ def test_results_are_json_ready_with_verdicts_answer_and_figures(study):
 def test_config_is_validated(change):
     with pytest.raises(UsageError):
         replace(TINY, **change)
+
+
+@pytest.mark.parametrize("curve, improving", [
+    ([1.0, 0.5, 0.4, 0.45, 0.5, 0.42, 0.6, 0.41, 0.48, 0.44], False),  # best at epoch 3, then jitter
+    ([1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.45, 0.42, 0.40, 0.38], True),  # a new best, 5% below the last one
+    ([1.0, 0.5, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.9, 0.398], False),  # a spike, then 0.5% below the best
+    ([1.0, None, 0.5, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.3], True),
+])
+def test_the_flag_reads_the_best_loss_so_far(curve, improving):
+    assert best_still_improving(curve) is improving
+    # the single-epoch comparison is fooled by the spike in the third curve
+    assert still_improving([0.4] * 8 + [0.9, 0.398]) and not best_still_improving([0.4] * 8 + [0.9, 0.398])

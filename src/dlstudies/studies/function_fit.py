@@ -39,7 +39,7 @@ from dlstudies.models.widths import MATCH_TOLERANCE, Widths, match_error, mlp_wi
 from dlstudies.optim import OptSpec
 from dlstudies.report import figures as fig
 from dlstudies.studies.base import Study, StudyConfig, Unit, register
-from dlstudies.studies.results import overall_verdict, still_improving
+from dlstudies.studies.results import best_still_improving, overall_verdict, still_improving_note
 from dlstudies.studies.training import divergence, fit_members
 
 MODEL_NAMES = ("shallow", "medium", "deep")
@@ -130,7 +130,7 @@ def _runs(cfg: Config, unit: Unit, data, fit, widths: Widths, keep: np.ndarray, 
         metrics["fit_fraction"] = None if fit.diverged[i] else float(fitted)
         runs.append({"condition": f"{unit.param('target')}/{unit.param('model')}", "seed": seed,
                      "metrics": metrics, "widths": list(widths.hidden), "fitted": fitted,
-                     "still_improving": still_improving(fit.history["loss"][i]),
+                     "still_improving": best_still_improving(fit.history["loss"][i]),
                      "curves": {"epoch": (epochs + 1).tolist(), "loss": fit.history["loss"][i, epochs].tolist()},
                      "prediction": test_out[i, keep, 0].tolist(), **divergence(fit, i)})
     return runs
@@ -190,12 +190,9 @@ def answer(cfg: Config, results: dict) -> str:
              f"{interval_text('train_mse', c['ci95'], effect=True)} (geometric mean over seeds, {c['verdict']}; seeds "
              f"that fit: deep {fits[c['a']]['fitted']}/{fits[c['a']]['n']}, shallow {fits[c['b']]['fitted']}/"
              f"{fits[c['b']]['n']})" for c in checks]
-    late = sum(c["still_improving"] for c in results["convergence"].values())
-    runs = sum(c["runs"] for c in results["convergence"].values())
-    tail = (f" {late} of {runs} runs were still improving at {cfg.epochs} epochs (loss fell > 1% over the last 10%)."
-            if late else "")
     n = results["models"]["shallow"]["n_params"]
-    return f"{opening(overall_verdict(checks))} at {n} parameters, " + "; ".join(parts) + "." + tail
+    return (f"{opening(overall_verdict(checks))} at {n} parameters, " + "; ".join(parts) + ". "
+            + still_improving_note(results["convergence"], "training MSE"))
 
 
 def setup(cfg: Config) -> str:
@@ -221,10 +218,11 @@ def _by_target(results: dict, target: str) -> dict:
 def seed_lines(ax, runs: list[dict], key: str, x, label: str, color: str) -> None:
     """One line per seed (outcomes are bimodal: a mean band would sit between the modes); runs
     that fit solid, the others dotted. `key`: "prediction", or a curve's name."""
-    for j, r in enumerate(runs):
+    ax.plot([], [], color=color, lw=1.2, label=label)  # the legend's entry: one solid line per model
+    for r in runs:
         values = r["prediction"] if key == "prediction" else r["curves"][key]
         ax.plot(x, [np.nan if v is None else v for v in values], color=color, lw=0.8, alpha=0.7,
-                ls="-" if r.get("fitted") else ":", label=label if j == 0 else None)
+                ls="-" if r.get("fitted") else ":")
 
 
 def _loss_figure(results: dict, targets: list[str], folder) -> list[str]:

@@ -12,7 +12,9 @@ largest model's test − train loss minus the smallest one's lies within ±`gap_
 
 The comparison is about capacity only if training has finished: every run records whether it is
 `still_improving`, and the answer names the models that still were. The flag reads the held-out
-(validation) loss: it fell by more than 1% over the last 10% of epochs. The training loss cannot
+(validation) loss: its best value so far fell by more than 1% over the last 10% of epochs
+(`results.best_still_improving`: a mini-batch run's validation loss jitters by a few percent from
+epoch to epoch, so two single epochs would decide it by noise). The training loss cannot
 serve: on data a model separates, cross-entropy under Adam keeps falling by a constant factor per
 epoch towards 0 (at 500 epochs every width here was still losing > 1% per 10% of epochs, from
 0.02 down to 1e-4), while what the test measures stopped changing long before. Report B's 8 epochs at lr 1e-4 are far from that (at
@@ -39,7 +41,7 @@ from dlstudies.models.builders import ACTIVATIONS, count_params
 from dlstudies.optim import OPTIMIZERS, OptSpec
 from dlstudies.report import figures as fig
 from dlstudies.studies.base import Study, StudyConfig, Unit, register
-from dlstudies.studies.results import main_table, still_improving
+from dlstudies.studies.results import best_still_improving, main_table, still_improving_note
 from dlstudies.studies.training import divergence, fit_members, image_mlp, split_metrics
 
 H1 = (7, 28, 50, 70, 90, 110, 130, 150, 170, 190)
@@ -109,7 +111,7 @@ def run_unit(unit: Unit) -> dict:
     return {"runs": [{"condition": f"{h1}-{h2}", "seed": s, "sizes": sizes,
                       "metrics": {"n_params": n_params, **{k: float(v[i]) for k, v in measured.items()}},
                       "curves": {k: fit.history[k][i].tolist() for k in ("loss", "val_loss")},
-                      "still_improving": still_improving(fit.history["val_loss"][i]), **divergence(fit, i)}
+                      "still_improving": best_still_improving(fit.history["val_loss"][i]), **divergence(fit, i)}
                      for i, s in enumerate(unit.seeds)]}
 
 
@@ -160,7 +162,7 @@ def answer(cfg: Config, results: dict) -> str:
             f"{n_params(ends['largest'])}); per-seed Spearman ρ with the parameter count {_rho(acc)}. "
             f"The loss gap stays within ±{cfg.gap_margin:g} nats: {gap['verdict']} (largest − smallest "
             f"{effect_text('loss_gap_nats', gap['effect'])}, 90% CI {interval_text('loss_gap_nats', gap.get('ci90'), True)}). ")
-    return text + _still_improving(results["convergence"])
+    return text + still_improving_note(results["convergence"], "validation loss")
 
 
 def _acc(s: dict) -> str:
@@ -172,16 +174,6 @@ def _rho(check: dict) -> str:
     if check["effect"] is None or lo is None:
         return "n/a"
     return f"{check['effect']:+.2f} [{lo:+.2f}, {hi:+.2f}]"
-
-
-def _still_improving(convergence: dict) -> str:
-    """Which models had not finished training at the budget (their comparison measures speed too)."""
-    late = [f"{name} ({c['still_improving']} of {c['runs']} seeds)" for name, c in convergence.items()
-            if c["still_improving"]]
-    if not late:
-        return "Every model's validation loss had stopped falling at the budget (≤ 1% over its last 10% of epochs)."
-    return ("Still improving at the budget (validation loss fell > 1% over the last 10% of epochs), so these "
-            "measure speed as well as capacity: " + ", ".join(late) + ".")
 
 
 def setup(cfg: Config) -> str:
