@@ -30,7 +30,7 @@ from scipy import stats as sps
 
 from dlstudies.analysis.claims import Claim, opening, sanity
 from dlstudies.analysis.measures import effect_text, interval_text
-from dlstudies.config import Runtime, require
+from dlstudies.config import require
 from dlstudies.data.functions import TARGETS, function_dataset
 from dlstudies.engine import TrainSpec, fixed_epochs, predict_members
 from dlstudies.engine.evaluate import mean_loss

@@ -50,7 +50,7 @@ from dlstudies.report import figures as fig
 from dlstudies.studies.base import Study, StudyConfig, Unit, register, seed_blocks
 from dlstudies.studies.image_nets import NETS, check_net, load_split_data
 from dlstudies.studies.params_generalization import point
-from dlstudies.studies.results import main_table
+from dlstudies.studies.results import best_still_improving, main_table
 from dlstudies.studies.training import divergence, fit_members
 
 # Corrupted labels come from their own stream, apart from initial weights and sample order.
@@ -179,7 +179,7 @@ def _run(cfg: Config, p: float, seed: int, curves: dict[str, np.ndarray], change
                "fit_epochs": first_epoch(curves["train_acc"], cfg.fit_level)}
     metrics.update({threshold_name(t): first_epoch(curves["train_acc"], t) for t in cfg.thresholds})
     return {"condition": condition(p), "seed": seed, "metrics": metrics,
-            "curves": {k: v.tolist() for k, v in curves.items()}}
+            "still_improving": best_still_improving(curves["train_loss"]), "curves": {k: v.tolist() for k, v in curves.items()}}
 
 
 def first_epoch(acc: np.ndarray, threshold: float) -> int | None:
@@ -252,7 +252,13 @@ def answer(cfg: Config, results: dict) -> str:
     return (f"{opening(memorised['verdict'])} at {top} training accuracy reached {value_text('train_acc', memorised['effect'])} "
             f"{interval_text('train_acc', memorised['ci95'])}, {slow}. Test accuracy went from {_value(test[condition(0.0)])} to "
             f"{_value(test[top])} (chance {results['chance']:.0%}). Falls with corruption: {falls['verdict']}; fitting "
-            f"takes longer with corruption: {slower['verdict']}.")
+            f"takes longer with corruption: {slower['verdict']}." + _still_falling(results["convergence"]))
+
+
+def _still_falling(convergence: dict) -> str:
+    late, runs = (sum(c[k] for c in convergence.values()) for k in ("still_improving", "runs"))
+    return (f" The training loss of {late} of {runs} runs was still falling at the end (best value > 1% lower over "
+            "the last 10% of epochs), so their training accuracy may still have been rising." if late else "")
 
 
 def _value(s: dict) -> str:
