@@ -87,7 +87,7 @@ def claim(i: int):
 @pytest.mark.parametrize("level, verdict", [(1.0, "supported"), (0.5, "contradicted"), (0.99, "inconclusive")])
 def test_memorisation_claim_reaches_every_verdict(level, verdict):
     acc = np.clip(level + rng.normal(0, 0.004, 10) * (level < 1), 0, 1)
-    res = runs({1.0: [{"train_acc": float(a)} for a in acc]})
+    res = runs({1.0: [{"best_train_acc": float(a)} for a in acc]})
     assert evaluate(claim(0), res)["verdict"] == verdict
 
 
@@ -143,6 +143,7 @@ def test_every_level_records_curves_fit_epochs_and_its_corruption(study):
             assert rl.condition(m["corruption"]) == name and m["train_acc"] == r["curves"]["train_acc"][-1]
             assert m["labels_changed_fraction"] <= m["corruption"] + 1e-12
             assert m["fit_epochs"] == rl.first_epoch(np.array(r["curves"]["train_acc"]), TINY.fit_level)
+            assert m["best_train_acc"] == max(r["curves"]["train_acc"])
 
 
 def test_results_are_json_ready_with_verdicts_answer_and_figures(study):
