@@ -10,7 +10,7 @@ record), and every model is trained on every target for several seeds. Different
 share a stack, so each (target, model) pair is one fit whose members are the seeds.
 
 Outcomes are bimodal: some seeds fit, others stall on a plateau two orders of magnitude higher
-(measured at default: the deep net's training MSE on f1 is ~1e-5 in 7 of 10 seeds and ~6e-3 in the
+(measured at default: the deep net's training MSE on f1 is 1e-5 to 5e-5 in 6 of 10 seeds and ~6e-3 in the
 rest). A mean and its t-interval describe neither mode, so: the figures draw every seed's line;
 MSE is compared as a geometric-mean ratio deep / shallow over seeds (log scale, exact sign-flip
 test); and each run records whether it `fitted` — training MSE at most `fit_level` times the

@@ -1,6 +1,6 @@
 """image-depth: at an equal parameter count, does a deeper network classify images better? (B2)
 
-    dlstudies run image-depth                      # ~1.5 min at default scale on 2 cores (10 seeds, digits)
+    dlstudies run image-depth                      # ~1 min at default scale on 2 cores (10 seeds, digits)
     dlstudies run image-depth --scale paper        # fashion-mnist 28x28 (Debian's dataset-fashion-mnist)
     dlstudies run image-depth --scale paper --data mnist --data-dir DIR   # the user's MNIST IDX files
 
@@ -257,6 +257,6 @@ def _test_bars(conditions: dict, folder) -> list[str]:
 
 
 STUDY = register(Study("image-depth", "At an equal parameter count, does the deeper network (CNN, MLP) reach a higher "
-                       "test accuracy?", PRESETS, run_unit, summarize, figures, runtime_s="~1.5 min",
+                       "test accuracy?", PRESETS, run_unit, summarize, figures, runtime_s="~1 min",
                        seeds={"smoke": 3, "default": 10, "paper": 10}, grid=grid, metrics=METRICS, claims=claims,
                        answer=answer, setup=setup))

@@ -1,6 +1,6 @@
 """params-generalization: does a larger MLP generalize better, with the train-test gap unchanged? (B8)
 
-    dlstudies run params-generalization  # ~1 min at default scale on 2 cores (10 seeds)
+    dlstudies run params-generalization  # ~30 s at default scale on 2 cores (10 seeds)
 
 Report B trained ten MLPs in-h1-h2-10 with (h1, h2) from (7, 11) to (190, 26), Adam at lr 1e-4 for
 8 epochs, and plotted train/test loss and accuracy against the number of parameters: loss fell and
@@ -215,5 +215,5 @@ def figures(results: dict, folder) -> list[str]:
 
 STUDY = register(Study("params-generalization", "Does a larger MLP generalize better — higher test accuracy with more "
                        "parameters — while the train-test loss gap stays the same?",
-                       PRESETS, run_unit, summarize, figures, runtime_s="~1 min", seeds={"smoke": 3, "default": 10, "paper": 10},
+                       PRESETS, run_unit, summarize, figures, runtime_s="~30 s", seeds={"smoke": 3, "default": 10, "paper": 10},
                        grid=grid, metrics=METRICS, claims=claims, answer=answer, setup=setup))
