@@ -3,6 +3,7 @@
 import json
 
 import matplotlib.figure
+import numpy as np
 import pytest
 
 import dlstudies.runner
@@ -56,9 +57,14 @@ def test_report_redraw_draws_the_figures_again_from_results_alone(tmp_path, caps
 
 
 def test_diverged_run_is_recorded_with_its_epoch_and_the_study_finishes(tmp_path, capsys, no_drawing):
-    # lr 1e37 overflows float32 in RMSprop's first steps (loss inf/NaN); plain delta stays finite.
+    # Features of size 1e15 through ReLU layers: plain delta's first step overflows float32 (loss
+    # inf/NaN); RMSprop's steps are of size lr whatever the gradient, so it stays finite. (A huge
+    # learning rate would do it too, but the declared bounds refuse one above 1e3.)
+    x = np.random.default_rng(0).normal(size=(80, 4))
+    np.savetxt(tmp_path / "big.csv", np.c_[x * 1e15, x[:, 0] > 0], delimiter=",", fmt="%.6g")
     out = tmp_path / "out"
-    argv = ["run", "optimizers", *TINY, "--set", "lr=1e37", "--set", "rules=delta,rmsprop", "--out", str(out)]
+    argv = ["run", "optimizers", *TINY, "--data", str(tmp_path / "big.csv"), "--set", "activation=relu",
+            "--set", "rules=delta,rmsprop", "--out", str(out)]
     assert main(argv) == 0
     results = json.loads((out / "optimizers" / "results.json").read_text())
     runs = [(name, r) for name, c in results["conditions"].items() for r in c["runs"]]
@@ -75,13 +81,21 @@ def test_diverged_run_is_recorded_with_its_epoch_and_the_study_finishes(tmp_path
 
 
 def test_seeds_default_per_study_and_scale(tmp_path, monkeypatch):
-    # Report B trained the weight trajectory 8 times: that study's default; the others use 3/5/10.
+    # Each study declares its own seed count per scale (weight-trajectory: 8 at paper, as report B
+    # trained it; minimal-ratio: 20 runs at default); --seeds overrides them all.
     import dlstudies.app as app
+    from dlstudies.studies import STUDIES, load_studies
+
+    load_studies()
+    declared = {n: STUDIES.get(n).default_seeds("default") for n in ("minimal-ratio", "grad-norm")}
+    assert declared == {"minimal-ratio": 20, "grad-norm": 10}
 
     seen = {}
     monkeypatch.setattr(app, "run_config", lambda name, cfg, scale, n, *a, **k: seen.update({name: n}))
     monkeypatch.setattr("dlstudies.report.render_report", lambda out: out)
-    assert main(["run", "weight-trajectory", "optimizers", "--out", str(tmp_path)]) == 0
-    assert seen == {"weight-trajectory": 8, "optimizers": 5}
-    assert main(["run", "weight-trajectory", "optimizers", "--seeds", "2", "--out", str(tmp_path)]) == 0
-    assert seen == {"weight-trajectory": 2, "optimizers": 2}
+    assert main(["run", "minimal-ratio", "grad-norm", "--out", str(tmp_path)]) == 0
+    assert seen == declared
+    assert main(["run", "minimal-ratio", "grad-norm", "--seeds", "2", "--out", str(tmp_path)]) == 0
+    assert seen == {"minimal-ratio": 2, "grad-norm": 2}
+    assert main(["run", "weight-trajectory", "--scale", "paper", "--out", str(tmp_path)]) == 0
+    assert seen["weight-trajectory"] == 8

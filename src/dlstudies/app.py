@@ -7,17 +7,25 @@ nothing half-written behind.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import numbers
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from dlstudies.config import SCALES, Runtime
+from dlstudies.config import MAX_SEEDS, SCALES, Runtime
 from dlstudies.errors import UsageError
 from dlstudies.executors import EXECUTORS, check_workers
+from dlstudies.lock import Held, output_lock
+from dlstudies.memory import FUNCTION_DATA, check_memory, data_shape
 from dlstudies.runner import run_config, study_config
+from dlstudies.store import output_faults
 from dlstudies.studies import STUDIES, load_studies, ordered_studies
+
+MAX_WORKERS = 1024  # processes of one machine's pool or LocalCluster; more is a typo
 
 
 def resolve_studies(names: list[str]) -> list[str]:
@@ -29,12 +37,43 @@ def resolve_studies(names: list[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def check_runtime(runtime: Runtime, seeds: int, backend: str = "local", workers: int = 1, **opts) -> None:
+DEVICES = ("cpu", "cuda")
+
+
+def check_seeds(seeds) -> int | tuple[int, ...] | None:
+    """None (each study's default), a count >= 1, or distinct seed ids >= 0 (as a tuple of ints)."""
+    if seeds is None:
+        return None
+    if _is_int(seeds):
+        if seeds < 1:
+            raise UsageError(f"--seeds must be >= 1, got {seeds}")
+        return int(seeds)
+    ids = tuple(seeds) if hasattr(seeds, "__len__") and not isinstance(seeds, (str, bytes, dict)) else None  # list, array
+    if not ids or not all(_is_int(s) and s >= 0 for s in ids) or len(set(ids)) < len(ids):
+        raise UsageError(f"seeds must be a count >= 1 or a list of distinct seed ids >= 0, got {seeds!r}")
+    return tuple(int(s) for s in ids)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_runtime(runtime: Runtime, seeds, backend: str = "local", workers: int = 1, **opts) -> None:
+    from dlstudies.engine import ENGINES
+
+    ENGINES.get(runtime.engine)
+    if runtime.device not in DEVICES:
+        raise UsageError(f"unknown device '{runtime.device}'; valid: {', '.join(DEVICES)}")
     if runtime.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available to PyTorch; valid here: cpu")
-    if seeds is not None and seeds < 1:
-        raise UsageError(f"--seeds must be >= 1, got {seeds}")
+    seeds = check_seeds(seeds)
+    count = seeds if isinstance(seeds, int) else len(seeds or ())
+    if count > MAX_SEEDS:
+        ids = "" if isinstance(seeds, int) else " seed ids"
+        raise UsageError(f"--seeds must be >= 1 and <= {MAX_SEEDS}, got {count}{ids}")
     check_workers(workers)
+    if workers > MAX_WORKERS:
+        raise UsageError(f"--workers must be <= {MAX_WORKERS}, got {workers}")
     EXECUTORS.get(backend)
     if opts.get("scheduler") and backend != "dask":
         raise UsageError(f"--scheduler needs --backend dask (got --backend {backend})")
@@ -84,19 +123,55 @@ def plan(names, scale, seeds, data, overrides, runtime: Runtime, backend="local"
     check_runtime(runtime, seeds, backend, workers, **opts)
     configs = {n: study_config(n, scale, o) for n, o in with_data(names, data, overrides).items()}
     check_data(configs, data, runtime.data_dir)
+    if not opts.get("scheduler"):  # a remote cluster's memory is not this machine's to judge
+        check_fits(configs, scale, seeds, workers, runtime)
     return configs
 
 
-def run_many(names, scale, seeds, data, overrides, runtime: Runtime, out: Path, backend, workers, command, **opts):
+def seeds_of(name: str, scale: str, seeds):
+    """What run_config takes: the study's default count for `scale` when `seeds` is None."""
+    return STUDIES.get(name).default_seeds(scale) if seeds is None else seeds
+
+
+def check_fits(configs: dict, scale: str, seeds, workers: int, runtime: Runtime) -> None:
+    """Refuse, before anything trains, a study whose planned memory exceeds what is available."""
+    from dlstudies.data import load_data
+
+    for name, cfg in configs.items():
+        n = seeds_of(name, scale, seeds)
+        if isinstance(getattr(cfg, "data", None), str):
+            shape = data_shape(load_data(cfg.data, runtime.data_dir))  # cached: check_data loaded it
+        else:
+            samples = (getattr(cfg, "n_train", 0) or 0) + (getattr(cfg, "n_test", 0) or 0)
+            shape = dataclasses.replace(FUNCTION_DATA, n_samples=samples)
+        units = STUDIES.get(name).work_units(cfg, tuple(range(n)) if isinstance(n, int) else tuple(n), runtime)
+        block = max((len(u.seeds) for u in units), default=1)  # the seeds of the largest stack
+        check_memory(name, cfg, shape, block, min(workers, len(units)), runtime.dtype)
+
+
+@contextlib.contextmanager
+def writing(out: Path, wait: bool = True) -> Iterator[Held]:
+    """The output folder's lock held, and a failed write there turned into one line that says what
+    was kept: wrap everything from the first unit to report.html in it."""
+    with output_lock(out, wait) as held, output_faults(out):
+        yield held
+
+
+def run_many(names, scale, seeds, data, overrides, runtime: Runtime, out: Path, backend, workers, command,
+             wait: bool = True, **opts):
+    """Run the studies into `out` and render its report; returns (the studies run, in order, report path).
+    `seeds`: None (each study's default), a count, or seed ids. `wait`: for another run writing `out`
+    to end (else UsageError)."""
+    from dlstudies.report import render_report
+
     configs = plan(names, scale, seeds, data, overrides, runtime, backend, workers, **opts)
     # Opened once for all studies, and before the first write: an unreachable scheduler is bad input too.
-    with EXECUTORS.get(backend)(workers=workers, **opts) as execute:
+    with EXECUTORS.get(backend)(workers=workers, **opts) as execute, writing(out, wait) as held:
         check_writable(out, list(configs))
         for name, cfg in configs.items():
-            n_seeds = STUDIES.get(name).default_seeds(scale) if seeds is None else seeds
-            run_config(name, cfg, scale, n_seeds, runtime, out, execute, command)
-    from dlstudies.report import render_report
-    print(render_report(out))
+            run_config(name, cfg, scale, seeds_of(name, scale, seeds), runtime, out, execute, command)
+        held.check()
+        return list(configs), render_report(out)
 
 
 def redraw_figures(out: Path) -> None:

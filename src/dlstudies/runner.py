@@ -5,7 +5,8 @@ from __future__ import annotations
 import platform
 import sys
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -13,6 +14,7 @@ from tqdm import tqdm
 
 from dlstudies import __version__
 from dlstudies.config import Runtime, apply_overrides, as_dict
+from dlstudies.engine import paths_taken
 from dlstudies.errors import UsageError
 from dlstudies.executors import EXECUTORS, THREADS_PER_UNIT
 from dlstudies.store import UnitStore, unit_key, write_json
@@ -26,8 +28,10 @@ def execute_unit(unit: Unit) -> dict:
     if unit.study not in STUDIES:  # unpickling the unit's Config has imported its study, mostly
         load_studies()  # importing all of them costs a fresh worker seconds
     start = time.perf_counter()
-    result = STUDIES.get(unit.study).run_unit(unit)
-    return {**finite(result), "elapsed_s": time.perf_counter() - start}
+    with paths_taken() as paths:
+        result = STUDIES.get(unit.study).run_unit(unit)
+    return {**finite(result), "engine_path": "+".join(sorted(set(paths))) or None,
+            "elapsed_s": time.perf_counter() - start}
 
 
 def key_of(unit: Unit) -> str:
@@ -51,11 +55,12 @@ def run_study(name: str, scale: str, n_seeds: int, overrides: list[str], runtime
         return run_config(name, cfg, scale, n_seeds, runtime, out, execute, command)
 
 
-def run_config(name: str, cfg, scale: str, n_seeds: int, runtime: Runtime, out: Path,
+def run_config(name: str, cfg, scale: str, n_seeds: int | Sequence[int], runtime: Runtime, out: Path,
                execute: Callable, command: str = "") -> dict:
     """Run a study with a validated config on an open backend (`execute`, see executors.py):
-    stored units are reused, the others run and are stored."""
-    study, seeds, start = STUDIES.get(name), tuple(range(n_seeds)), time.perf_counter()
+    stored units are reused, the others run and are stored. `n_seeds`: a count (seeds 0..n-1) or the seed ids."""
+    seeds = tuple(range(n_seeds)) if isinstance(n_seeds, int) else tuple(n_seeds)
+    study, start = STUDIES.get(name), time.perf_counter()
     units = study.work_units(cfg, seeds, runtime)
     store = UnitStore(out / name / "units")
     stored = {key_of(u): store.load(key_of(u)) for u in units}
@@ -70,6 +75,8 @@ def run_config(name: str, cfg, scale: str, n_seeds: int, runtime: Runtime, out: 
 
 
 def _finish(study, cfg, scale, seeds, runtime, unit_results, out, command, start) -> dict:
+    from dlstudies.tables import write_tables  # pandas: imported here, not in every worker process
+
     folder = out / study.name
     results = {"study": study.name, "question": study.question, "scale": scale, "config": as_dict(cfg),
                "seeds": list(seeds), "command": command, **summarize_study(study, cfg, unit_results)}
@@ -77,8 +84,16 @@ def _finish(study, cfg, scale, seeds, runtime, unit_results, out, command, start
     results["elapsed_s"] = time.perf_counter() - start
     results["compute_s"] = sum(r.get("elapsed_s", 0.0) for r in unit_results)
     results["environment"] = environment(runtime)
-    write_json(folder / "results.json", finite(results))
+    results["engine_paths"] = engine_paths(unit_results)
+    results = finite(results)
+    write_tables(folder, results)  # runs.csv, claims.csv: the same tables as dlstudies.load(...)
+    write_json(folder / "results.json", results)
     return results
+
+
+def engine_paths(unit_results: list[dict]) -> dict[str, int]:
+    """{engine path: units it trained}; a unit whose fits took several paths counts as "a+b"."""
+    return dict(sorted(Counter(r["engine_path"] for r in unit_results if r.get("engine_path")).items()))
 
 
 def environment(runtime: Runtime) -> dict:

@@ -142,9 +142,10 @@ def test_too_few_examples_per_class_for_a_stratified_holdout(tmp_path):
         load_idx_folder(tmp_path, "x")
 
 
-def test_mnist_without_data_dir_says_pass_data_dir():
-    with pytest.raises(UsageError, match="--data-dir"):
-        load_data("mnist")
+def test_mnist_without_data_dir_says_fetch_or_pass_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("DLSTUDIES_DATA", str(tmp_path))  # nothing fetched there
+    with pytest.raises(UsageError, match="run `dlstudies data fetch mnist` .*, or pass --data-dir"):
+        mnist()
 
 
 def test_mnist_reads_a_data_dir(tmp_path):

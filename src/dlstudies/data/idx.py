@@ -6,7 +6,8 @@ dimensions), one big-endian uint32 per dimension, then the values in C order, bi
 download fails here with the file's name instead of as a shape error deep in training.
 
 A folder of the four classic files (train/t10k × images/labels) becomes a Dataset: images
-float32 (N, 1, H, W) in [0, 1], labels int64. Validation: a fixed, stratified 10% of the train
+float32 (N, 1, H, W) in [0, 1], labels int64. mnist's folder defaults to the one
+`dlstudies data fetch mnist` fills (data/fetch.py). Validation: a fixed, stratified 10% of the train
 files (seed SPLIT_SEED), so studies that stop or select on validation never touch the test
 files; train keeps the other 90% in file order. Test is exactly the t10k files, so test
 accuracy is comparable with published numbers.
@@ -167,8 +168,12 @@ def fashion_mnist(data_dir: str | None = None) -> Dataset:
 
 @DATASETS.register("mnist")
 def mnist(data_dir: str | None = None) -> Dataset:
-    # MNIST has no Debian package and nothing is downloaded at run time, so the user points to it.
-    if not data_dir:
-        names = ", ".join(f"{stem}-{kind}-ubyte[.gz]" for stem, kind in IDX_FILES.values())
-        raise UsageError(f"mnist needs its IDX files: pass --data-dir DIR holding {names} (nothing is downloaded)")
-    return load_idx_folder(data_dir, "mnist", "pass --data-dir DIR holding MNIST's four IDX files (nothing is downloaded)")
+    # Nothing is downloaded at run time: the files are where `dlstudies data fetch mnist` put them,
+    # or in the folder the user points to.
+    from dlstudies.data.fetch import default_folder
+
+    folder = Path(data_dir) if data_dir else default_folder("mnist")
+    hint = f"run `dlstudies data fetch mnist` (into {default_folder('mnist')}), or pass --data-dir DIR holding MNIST's four IDX files"
+    if not data_dir and not folder.is_dir():
+        raise UsageError(f"mnist needs its IDX files: {hint}")
+    return load_idx_folder(folder, "mnist", hint)

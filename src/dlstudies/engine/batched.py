@@ -16,7 +16,7 @@ from torch import nn
 from dlstudies.engine import fused
 from dlstudies.engine.losses import LOSSES
 from dlstudies.engine.record import EpochLog, FitResult, Snapshots
-from dlstudies.engine.schedule import ORDERS
+from dlstudies.engine.schedule import member_order
 from dlstudies.engine.spec import TrainSpec, batches
 from dlstudies.errors import UsageError
 from dlstudies.models.stacked import StackedNet
@@ -32,7 +32,7 @@ def fit_batched(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.
     x, y = x.to(spec.device, members[0].parameters().__next__().dtype), y.to(spec.device)
     net = StackedNet([copy.deepcopy(m).to(spec.device) for m in members])
     opt = StackedOptimizer(opts, net.flat)
-    order = ORDERS.get(spec.order)(y, seeds)
+    order = member_order(spec.order, y, seeds)
     log = EpochLog(spec.stop, net.M)
     fast = _fused_trainer(net, opt, x, y, spec, path)
     traces, snaps = [], Snapshots(spec.snapshot_every, spec.stop.max_epochs)
@@ -53,7 +53,9 @@ def fit_batched(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.
         snaps.after(epoch + 1, net.flat)
         if not log.active.any():
             break
-    return log.result(_join(traces), _modules(net, members), snaps.result(net.flat))
+    result = log.result(_join(traces), _modules(net, members), snaps.result(net.flat))
+    result.path = "autograd" if fast is None else "fused"
+    return result
 
 
 def _fused_trainer(net: StackedNet, opt: StackedOptimizer, x, y, spec: TrainSpec, path: str):

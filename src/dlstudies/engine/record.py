@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +25,7 @@ class FitResult:
     trace: dict[str, np.ndarray] | None  # "loss", "grad_norm": (M, steps) per step of the traced epochs
     models: list[nn.Module] = field(default_factory=list)
     snapshots: np.ndarray | None = None  # (M, n, P) flat parameters at epochs 0, k, 2k, ... (TrainSpec.snapshot_every)
+    path: str = ""  # the engine path that trained the members: "kernel", "fused", "autograd" or "reference"
 
     @staticmethod
     def concat(parts: list["FitResult"]) -> "FitResult":
@@ -34,6 +37,7 @@ class FitResult:
             None if parts[0].trace is None else {k: _padded_cat([p.trace[k] for p in parts]) for k in parts[0].trace},
             [m for p in parts for m in p.models],
             None if parts[0].snapshots is None else np.concatenate([p.snapshots for p in parts]),
+            parts[0].path,
         )
 
     def final(self, name: str = "loss") -> np.ndarray:
@@ -41,6 +45,29 @@ class FitResult:
         h = self.history[name]
         last = np.maximum(self.epochs - 1, 0)
         return h[np.arange(len(h)), last]
+
+
+# The paths of the fits run inside `paths_taken()`; a context variable, so that threads (dask) and
+# nested collectors each see only their own fits.
+_TAKEN: ContextVar[list[str] | None] = ContextVar("engine_paths", default=None)
+
+
+@contextlib.contextmanager
+def paths_taken():
+    """Collects the `path` of every fit that `note_path` reports inside the block, in order."""
+    taken: list[str] = []
+    token = _TAKEN.set(taken)
+    try:
+        yield taken
+    finally:
+        _TAKEN.reset(token)
+
+
+def note_path(result: FitResult) -> FitResult:
+    taken = _TAKEN.get()
+    if taken is not None:
+        taken.append(result.path)
+    return result
 
 
 def _padded_cat(arrays: list[np.ndarray]) -> np.ndarray:

@@ -11,21 +11,24 @@ from torch import nn
 
 from dlstudies.engine.losses import LOSSES
 from dlstudies.engine.record import EpochLog, FitResult, Snapshots
-from dlstudies.engine.schedule import ORDERS
+from dlstudies.engine.schedule import member_order
 from dlstudies.engine.spec import TrainSpec, batches
 from dlstudies.optim import OptSpec, torch_optimizer
 
 
 def fit_reference(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.Tensor, y: torch.Tensor,
                   spec: TrainSpec, seeds: Sequence[int]) -> FitResult:
-    return FitResult.concat([_fit_one(m, o, x, y, spec, s) for m, o, s in zip(members, opts, seeds)])
+    parts = [_fit_one(m, o, x, y, spec, s, i, len(members)) for i, (m, o, s) in enumerate(zip(members, opts, seeds))]
+    result = FitResult.concat(parts)
+    result.path = "reference"
+    return result
 
 
-def _fit_one(member: nn.Module, opt_spec: OptSpec, x, y, spec: TrainSpec, seed: int) -> FitResult:
+def _fit_one(member: nn.Module, opt_spec: OptSpec, x, y, spec: TrainSpec, seed: int, i: int, M: int) -> FitResult:
     model = copy.deepcopy(member).to(spec.device)
     x, y = x.to(spec.device, next(model.parameters()).dtype), y.to(spec.device)
     opt = torch_optimizer(opt_spec, model.parameters())
-    order = ORDERS.get(spec.order)(y, [seed])
+    order = member_order(spec.order, y, [seed], rows=(i, M))  # member i's row of an explicit order
     log = EpochLog(spec.stop, 1)
     traces, snaps = [], Snapshots(spec.snapshot_every, spec.stop.max_epochs)
     snaps.after(0, _flat(model))

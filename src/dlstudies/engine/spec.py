@@ -7,7 +7,7 @@ from typing import Callable
 
 import torch
 
-from dlstudies.engine.schedule import StopRule
+from dlstudies.engine.schedule import Order, StopRule, explicit_table
 from dlstudies.errors import UsageError
 
 # A probe measures every member at the end of an epoch, given predict(x) -> (M, N, ...) outputs.
@@ -19,7 +19,7 @@ class TrainSpec:
     stop: StopRule
     batch_size: int = 1  # 1 is pattern mode
     loss: str = "cross_entropy"
-    order: str = "shuffle"
+    order: Order = "shuffle"  # a name in ORDERS, or an explicit per-member order (schedule.py)
     trace_epochs: int = 0  # record the per-step loss of the first k epochs
     probes: tuple[Probe, ...] = field(default_factory=tuple)
     device: str = "cpu"
@@ -30,6 +30,8 @@ class TrainSpec:
             raise UsageError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.snapshot_every < 0:
             raise UsageError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
+        if not isinstance(self.order, str) and not callable(self.order):
+            object.__setattr__(self, "order", explicit_table(self.order))  # frozen: set once, here
 
 
 def batches(n: int, size: int) -> list[slice]:

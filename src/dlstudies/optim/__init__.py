@@ -126,7 +126,8 @@ class GeneralizedDelta(Rule):
     def step_(self, p, g):
         buf = self.state["buf"]
         dense = _dense(p, g, buf)
-        if self.lr_value is not None and self.momentum_value is not None and dense:
+        # torch's fused kernel refuses momentum buffers when momentum is 0 (it keeps none then).
+        if self.lr_value is not None and self.momentum_value and dense:
             # buf starts at zero, so the first step's mu*0 + g equals torch's buf = g.clone().
             torch._fused_sgd_(*([t] for t in dense), weight_decay=0.0, momentum=self.momentum_value,
                               lr=self.lr_value, dampening=0.0, nesterov=self.nesterov, maximize=False,

@@ -14,9 +14,11 @@ such in the docstring, not a CI); with one run there is no band.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
 import warnings
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Sequence
 
@@ -210,16 +212,34 @@ def _render(fig: Figure, fmt: str) -> bytes:
     return buf.getvalue()
 
 
+# Inside `kept_figures()`, `save` hands each figure over instead of writing and releasing it (Results.figure).
+_KEPT: ContextVar[dict | None] = ContextVar("kept_figures", default=None)
+
+
+@contextlib.contextmanager
+def kept_figures():
+    """{name: Figure} of every figure saved inside the block, kept open for the caller."""
+    kept: dict[str, Figure] = {}
+    token = _KEPT.set(kept)
+    try:
+        yield kept
+    finally:
+        _KEPT.reset(token)
+
+
 def save(fig: Figure, folder, name: str, svg: bool = True) -> list[str]:
     """Write name.png (and name.svg) atomically into folder, release the figure, return the names."""
+    formats = ("png", "svg") if svg else ("png",)
+    kept = _KEPT.get()
+    if kept is not None:  # the caller wants the Figure itself: no file, no rendering
+        kept[name] = fig
+        return [f"{name}.{fmt}" for fmt in formats]
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fmt in ("png", "svg") if svg else ("png",):
+    for fmt in formats:
         write_atomic(folder / f"{name}.{fmt}", _render(fig, fmt))
-        written.append(f"{name}.{fmt}")
     _close(fig)
-    return written
+    return [f"{name}.{fmt}" for fmt in formats]
 
 
 def _close(fig: Figure) -> None:
@@ -230,4 +250,4 @@ def _close(fig: Figure) -> None:
 
 
 __all__ = ["OKABE_ITO", "bar_ci", "color", "condition_bands", "confusion", "confusion_grid", "curve_band", "errorbar_x",
-           "mean_band", "new_figure", "row_normalise", "save", "spans_decades", "training_loss_figure"]
+           "kept_figures", "mean_band", "new_figure", "row_normalise", "save", "spans_decades", "training_loss_figure"]

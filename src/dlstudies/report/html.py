@@ -177,13 +177,22 @@ def summary_markdown(studies: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _page(results: list[tuple[Path, dict]]) -> tuple[str, list[dict]]:
+    """(the report page, the study views) of (study folder, results) pairs."""
+    studies = [study_view(folder, r) for folder, r in results]
+    total = sum(float(r.get("elapsed_s") or 0.0) for _, r in results)
+    return _template().render(studies=studies, version=dlstudies.__version__, total_elapsed=elapsed(total)), studies
+
+
+def study_sections(results: list[tuple[Path, dict]]) -> list[str]:
+    """Each study's <section> of the report page, as the page shows it (for Jupyter's inline view)."""
+    return re.findall(r"<section\b.*?</section>", _page(results)[0], flags=re.S)
+
+
 def render_report(out_dir) -> Path:
     """Write out_dir/report.html and out_dir/summary.md from the studies' results; return the html path."""
     out_dir = Path(out_dir)
-    results = load_results(out_dir)
-    studies = [study_view(folder, r) for folder, r in results]
-    total = sum(float(r.get("elapsed_s") or 0.0) for _, r in results)
-    html = _template().render(studies=studies, version=dlstudies.__version__, total_elapsed=elapsed(total))
+    html, studies = _page(load_results(out_dir))
     write_atomic(out_dir / "report.html", html)
     write_atomic(out_dir / "summary.md", summary_markdown(studies))
     return out_dir / "report.html"

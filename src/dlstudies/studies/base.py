@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from dlstudies.config import DEFAULT_SEEDS, Runtime, check_fields
-from dlstudies.registry import Registry
+from dlstudies.registry import Registry, caller_module
 
 STUDIES: Registry = Registry("study")
 
@@ -91,7 +91,8 @@ class Study:
 
 
 def register(study: Study) -> Study:
-    return STUDIES.register(study.name)(study)
+    """Add a study under its name, owned by the calling module (a notebook cell: `__main__`)."""
+    return STUDIES.register(study.name, module=caller_module())(study)
 
 
 def seed_chunks(seeds: tuple[int, ...], size: int) -> list[tuple[int, ...]]:

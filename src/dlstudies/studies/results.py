@@ -83,7 +83,9 @@ def median_diff_sentence(cmp: dict, unit: str) -> str:
     """'A needed fewer epochs than B in k of n seeds; median difference d, 95% CI [lo, hi]'."""
     lo, hi = cmp["ci95"] if cmp.get("ci95") else (None, None)
     ci = f", 95% CI [{lo:.3g}, {hi:.3g}]" if lo is not None else ""
-    return f"median difference {cmp['median_diff']:.3g} {unit}{ci} (p = {fmt_p(cmp['p_value'])}, {cmp['test']})"
+    diff = cmp.get("median_diff")  # None when every run of a side diverged: nothing to compare
+    diff = "n/a" if diff is None else f"{diff:.3g} {unit}"
+    return f"median difference {diff}{ci} (p = {fmt_p(cmp['p_value'])}, {cmp['test']})"
 
 
 def all_runs(conditions: dict) -> list[dict]:

@@ -178,14 +178,20 @@ def claims(cfg: Config) -> list[Claim]:
 def answer(cfg: Config, results: dict) -> str:
     low, slow = results["checks"]
     s = next(iter(results["conditions"].values()))["summary"]
-    evr = [sum(results["pca"][k]["explained_variance_ratio"]) for k in PLANES]
+    # A PCA of weights that never moved has no variance to explain: its shares are undefined (None).
+    evr = [_share(results["pca"][k]["explained_variance_ratio"]) for k in PLANES]
     share = "pca_2d_share"
     return (f"{opening(low['verdict'])} each run's two PCs hold {value_text(share, s[share]['value'])} of its path's "
             f"variation against {value_text(share, s['random_walk_2d_share']['value'])} for a random walk with the "
             f"same steps ({effect_text(share, low['effect'])} {interval_text(share, low['ci95'], True)}, n = {low['n']}); "
             f"the last step between snapshots was {effect_text('step_distance', slow['effect'])} "
             f"{interval_text('step_distance', slow['ci95'], True)} the first ({slow['verdict']}), and the shared PCA "
-            f"plane of all runs holds {evr[0]:.0%} of all snapshots' variance ({evr[1]:.0%} for the first layer).")
+            f"plane of all runs holds {value_text(share, evr[0])} of all snapshots' variance "
+            f"({value_text(share, evr[1])} for the first layer).")
+
+
+def _share(ratios) -> float | None:
+    return None if any(r is None for r in ratios) else float(sum(ratios))
 
 
 def setup(cfg: Config) -> str:
@@ -205,7 +211,7 @@ def _trajectories(runs: list[dict], pca: dict, folder) -> list[str]:
         for j, run in enumerate(runs):
             _path(ax, run, plane, fig.color(j))
         evr = pca[plane]["explained_variance_ratio"]
-        ax.set(xlabel=f"PC1 ({evr[0]:.0%} of variance)", ylabel=f"PC2 ({evr[1]:.0%})",
+        ax.set(xlabel=f"PC1 ({value_text('share', evr[0])} of variance)", ylabel=f"PC2 ({value_text('share', evr[1])})",
                title=f"{titles[plane]}: one PCA over all runs (o start, * end; labels: train accuracy)")
     axes[0].legend(fontsize=7, loc="best")
     return fig.save(f, folder, "trajectories")
