@@ -95,7 +95,7 @@ def test_results_are_json_ready_with_verdicts_answer_and_figures(study):
     assert {"by_params.png", "training_loss.png"} <= set(files)
 
 
-@pytest.mark.parametrize("change", [{"h1": (7, 50), "h2": (11, 12, 26)}, {"h1": (7, 7, 9), "h2": (11, 11, 12)},
+@pytest.mark.parametrize("change", [{"h1": (7, 50), "h2": (11, 12, 26)}, {"h1": (7, 7, 9), "h2": (11, 11, 12)}, {"h1": (7,), "h2": (11,)},
                                     {"activation": "swish"}])
 def test_config_is_validated(change):
     with pytest.raises(UsageError):

@@ -30,7 +30,7 @@ from scipy import stats as sps
 
 from dlstudies.analysis.claims import Claim, opening, sanity
 from dlstudies.analysis.measures import effect_text, interval_text
-from dlstudies.config import require
+from dlstudies.config import reals, require
 from dlstudies.data.functions import TARGETS, function_dataset
 from dlstudies.engine import TrainSpec, fixed_epochs, predict_members
 from dlstudies.engine.evaluate import mean_loss
@@ -61,7 +61,7 @@ class Config(StudyConfig):
     seed_chunk: int = 10  # seeds per work unit, trained as one stack
     # A run "fits" when its training MSE is at most this fraction of the target's variance (R² ≥ 0.99):
     # chosen from pilot runs, it falls in the gap between the two modes on both targets.
-    fit_level: float = field(default=0.01, metadata={"rule": (lambda v: 0 < v < 1, "must be > 0 and < 1")})
+    fit_level: float = field(default=0.01, metadata={"rule": reals(0, 1, lo_open=True, hi_open=True)})
 
     def validate(self) -> None:
         for target in self.targets:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 
 from dlstudies.analysis.claims import Claim, opening
 from dlstudies.analysis.measures import effect_text, interval_text
+from dlstudies.config import reals, require
 from dlstudies.data import load_data
 from dlstudies.data.base import subsample
 from dlstudies.engine import TrainSpec, fixed_epochs
@@ -68,14 +69,12 @@ class Config(StudyConfig):
     n_test: int | None = None
     seed_chunk: int = 10
     # "The gap stays constant": the largest model's loss gap within this many nats of the smallest's.
-    gap_margin: float = field(default=0.05, metadata={"rule": (lambda v: 0 < v <= 10, "must be > 0 and <= 10 (nats)")})
+    gap_margin: float = field(default=0.05, metadata={"rule": reals(0, 10, lo_open=True)})  # nats
 
     def validate(self) -> None:
-        from dlstudies.config import require
-
         ACTIVATIONS.get(self.activation)
         OPTIMIZERS.get(self.optimizer)
-        require(len(self.h1) == len(self.h2) >= 3, "h1 and h2 must pair up, with at least three models")
+        require(len(self.h1) == len(self.h2) >= 2, "h1 and h2 must pair up, with at least two models")
         require(len(set(zip(self.h1, self.h2))) == len(self.h1), "the (h1, h2) pairs must differ")
 
 

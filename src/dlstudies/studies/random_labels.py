@@ -42,7 +42,7 @@ import torch
 from dlstudies.analysis import stats
 from dlstudies.analysis.claims import Claim, opening
 from dlstudies.analysis.measures import effect_text, interval_text, value_text
-from dlstudies.config import Runtime, require
+from dlstudies.config import Runtime, reals, require
 from dlstudies.engine import TrainSpec, fixed_epochs
 from dlstudies.engine.evaluate import accuracy, mean_loss
 from dlstudies.optim import OPTIMIZERS, OptSpec
@@ -60,10 +60,6 @@ METRICS = ("best_train_acc", "train_acc", "test_acc", "fit_epochs", "train_loss"
 LEVELS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # Zhang et al. 2017, Figure 1
 MEMORISED = 0.99  # Zhang et al. 2017, Table 1: random labels fitted to >= 99% training accuracy
 SOURCE = "Zhang et al. 2017"
-
-
-def _levels_rule(v) -> bool:
-    return isinstance(v, (int, float)) and 0 <= v <= 1
 
 
 def threshold_name(t: float) -> str:
@@ -86,8 +82,8 @@ class Config(StudyConfig):
     batch_size: int = 50
     epochs: int = 100
     # fraction of training labels replaced by uniform random ones, one condition per level
-    corruption: tuple[float, ...] = field(default=LEVELS, metadata={"rule": (_levels_rule, "levels must all be in [0, 1]")})
-    fit_level: float = field(default=0.95, metadata={"rule": (lambda v: 0 < v <= 1, "must be in (0, 1]")})
+    corruption: tuple[float, ...] = field(default=LEVELS, metadata={"rule": reals(0, 1, noun="fractions")})
+    fit_level: float = field(default=0.95, metadata={"rule": reals(0, 1, lo_open=True)})
     thresholds: tuple[float, ...] = (0.9, 0.95, 0.99)  # training accuracies whose first epoch is recorded
     n_train: int | None = 500
     n_test: int | None = None
@@ -96,7 +92,6 @@ class Config(StudyConfig):
     def validate(self) -> None:
         check_net(self)
         OPTIMIZERS.get(self.optimizer)
-        require(all(0 <= p <= 1 for p in self.corruption), f"corruption levels must lie in [0, 1], got {self.corruption}")
         require(len(set(self.corruption)) == len(self.corruption) >= 5 and 0.0 in self.corruption,
                 f"corruption must list at least five distinct levels including 0 (the true labels), got {self.corruption}")
 
