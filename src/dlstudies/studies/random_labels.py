@@ -258,7 +258,7 @@ def answer(cfg: Config, results: dict) -> str:
 def _still_falling(convergence: dict) -> str:
     late, runs = (sum(c[k] for c in convergence.values()) for k in ("still_improving", "runs"))
     return (f" The training loss of {late} of {runs} runs was still falling at the end (best value > 1% lower over "
-            "the last 10% of epochs), so their training accuracy may still have been rising." if late else "")
+            "the last 10% of epochs)." if late else "")
 
 
 def _value(s: dict) -> str:
