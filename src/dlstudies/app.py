@@ -158,7 +158,7 @@ def writing(out: Path, wait: bool = True) -> Iterator[Held]:
 
 
 def run_many(names, scale, seeds, data, overrides, runtime: Runtime, out: Path, backend, workers, command,
-             wait: bool = True, **opts):
+             wait: bool = True, quiet: bool = False, **opts):
     """Run the studies into `out` and render its report; returns (the studies run, in order, report path).
     `seeds`: None (each study's default), a count, or seed ids. `wait`: for another run writing `out`
     to end (else UsageError)."""
@@ -169,7 +169,7 @@ def run_many(names, scale, seeds, data, overrides, runtime: Runtime, out: Path, 
     with EXECUTORS.get(backend)(workers=workers, **opts) as execute, writing(out, wait) as held:
         check_writable(out, list(configs))
         for name, cfg in configs.items():
-            run_config(name, cfg, scale, seeds_of(name, scale, seeds), runtime, out, execute, command)
+            run_config(name, cfg, scale, seeds_of(name, scale, seeds), runtime, out, execute, command, quiet)
         held.check()
         return list(configs), render_report(out)
 

@@ -227,9 +227,10 @@ def seed_lines(ax, runs: list[dict], key: str, x, label: str, color: str) -> Non
 
 def _loss_figure(results: dict, targets: list[str], folder) -> list[str]:
     f, axes = fig.new_figure(ncols=len(targets), size=(4.8 * len(targets), 3.6))
+    colors = fig.condition_colors(results["models"])
     for ax, t in zip(np.atleast_1d(axes), targets):
-        for i, (model, c) in enumerate(_by_target(results, t).items()):
-            seed_lines(ax, c["runs"], "loss", c["runs"][0]["curves"]["epoch"], _label(results, model), fig.color(i))
+        for model, c in _by_target(results, t).items():
+            seed_lines(ax, c["runs"], "loss", c["runs"][0]["curves"]["epoch"], _label(results, model), colors[model])
         ax.set_yscale("log")
         ax.set_xlabel("epoch")
         ax.set_ylabel("training MSE")
@@ -248,8 +249,9 @@ def _prediction_figure(results: dict, targets: list[str], folder) -> list[str]:
     for ax, t in zip(np.atleast_1d(axes), targets):
         truth = results["truth"][t]
         ax.plot(truth["x"], truth["y"], color="black", lw=1.2, ls="--", label="ground truth")
-        for i, (model, c) in enumerate(_by_target(results, t).items()):
-            seed_lines(ax, c["runs"], "prediction", truth["x"], _label(results, model), fig.color(i))
+        colors = fig.condition_colors(results["models"])
+        for model, c in _by_target(results, t).items():
+            seed_lines(ax, c["runs"], "prediction", truth["x"], _label(results, model), colors[model])
         ax.set_xlabel("x")
         ax.set_ylabel("prediction")
         ax.set_title(f"{t}: test predictions, one line per seed", fontsize=9)
