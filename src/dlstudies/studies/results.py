@@ -200,6 +200,40 @@ def paired_contrast(table: dict, a: str, b: str, metric: str) -> dict:
     return e
 
 
+def overall_verdict(checks: Sequence[dict]) -> str:
+    """The verdict on a question several planned claims answer together (one per target or model
+    family): supported when every one is, contradicted when one is and none is supported,
+    inconclusive otherwise (the answer then names each claim's verdict)."""
+    verdicts = {c["verdict"] for c in checks}
+    if verdicts == {"supported"}:
+        return "supported"
+    if "contradicted" in verdicts and "supported" not in verdicts:
+        return "contradicted"
+    return "inconclusive"
+
+
+def best_still_improving(curve: Sequence) -> bool:
+    """`still_improving` on the running minimum: the last 10% of epochs found a loss more than 1%
+    below the best one before them. For curves that jitter (a mini-batch run's validation loss moves
+    by several percent from epoch to epoch; full-batch Adam spikes), where comparing two single
+    epochs is decided by one spike; the best value so far is what more training could still lower."""
+    x = np.asarray([np.nan if v is None else v for v in curve], dtype=float)
+    return still_improving(np.fmin.accumulate(x)) if len(x) else False
+
+
+def still_improving_note(convergence: dict, measure: str) -> str:
+    """The answer's sentence on convergence: which conditions had runs still improving at the budget
+    (flags from `best_still_improving` on `measure`, e.g. "validation loss"), or that none had."""
+    late = {name: c for name, c in convergence.items() if c["still_improving"]}
+    if not late:
+        return (f"No run was still improving at the budget (its best {measure} fell by at most 1% over the last "
+                "10% of epochs).")
+    names = ", ".join(f"{name} {c['still_improving']} of {c['runs']}" for name, c in late.items())
+    total, runs = sum(c["still_improving"] for c in late.values()), sum(c["runs"] for c in convergence.values())
+    return (f"{total} of {runs} runs were still improving at the budget (best {measure} fell > 1% over the last "
+            f"10% of epochs: {names}); for them the comparison measures speed as well as capacity.")
+
+
 # ---- readings of one run's curves (METHOD.md §3) -----------------------------------------------
 
 def epochs_to(curve: Sequence, target: float, below: bool = True) -> int | None:
