@@ -34,7 +34,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-import torch
 
 from dlstudies.analysis import stats
 from dlstudies.analysis.claims import Claim, opening, sanity
@@ -43,13 +42,13 @@ from dlstudies.config import reals, require
 from dlstudies.data import load_data
 from dlstudies.data.base import Split, subsample
 from dlstudies.engine import StopRule, TrainSpec
-from dlstudies.engine.evaluate import accuracy, confusion
 from dlstudies.models.builders import ACTIVATIONS, NORMS, mlp
 from dlstudies.optim import OPTIMIZERS, OptSpec
 from dlstudies.report import figures as fig
 from dlstudies.studies.base import Study, StudyConfig, Unit, register
-from dlstudies.studies.results import cell, describe_conditions, group_runs, main_table, still_improving
-from dlstudies.studies.training import fit_members
+from dlstudies.studies.results import (cell, describe_conditions, epochs_to, group_runs, loss_auc, main_table, still_improving,
+                                       stop_epoch)
+from dlstudies.studies.training import fit_members, split_probe
 
 NORMALIZATIONS = ("none", "batchnorm", "layernorm")
 # Read at max_epochs (the equal budget of every condition), except the times to target.
@@ -112,19 +111,6 @@ def training_data(cfg: Config, data_dir: str | None):
     return data
 
 
-def split_probe(data):
-    """Accuracy on every split, and train/test confusion, after every epoch (one forward per split)."""
-    def probe(predict):
-        out = {}
-        for name, split in (("train", data.train), ("val", data.val), ("test", data.test)):
-            outputs = predict(split.x)
-            out[f"{name}_acc"] = accuracy(outputs, split.y)
-            if name != "val":
-                out[f"{name}_confusion"] = confusion(outputs, split.y, data.n_classes).double()
-        return out
-    return probe
-
-
 def fit_norm(cfg: Config, unit: Unit, data):
     """All seeds of one normalization, trained for max_epochs with nothing stopping them."""
     sizes = [data.input_shape[0], *cfg.hidden, data.n_classes]
@@ -135,25 +121,6 @@ def fit_norm(cfg: Config, unit: Unit, data):
 
 
 # ---- what one run measures ---------------------------------------------------------------------
-
-def epochs_to(curve, target: float, below: bool = True) -> int | None:
-    """The first epoch (1-based) whose value is at most (below) or at least `target`; None if none is."""
-    x = np.asarray([np.nan if v is None else v for v in curve], dtype=float)
-    hit = x <= target if below else x >= target
-    return int(np.argmax(hit)) + 1 if hit.any() else None
-
-
-def loss_auc(curve) -> float | None:
-    """Area under the mean-epoch-loss curve per epoch (the mean loss over the budget); None if any is not finite."""
-    x = np.asarray([np.nan if v is None else v for v in curve], dtype=float)
-    return float(np.mean(x)) if len(x) and np.all(np.isfinite(x)) else None
-
-
-def stop_epoch(loss: np.ndarray, tolerance: float) -> tuple[int, bool]:
-    """(index of the epoch the stop rule |Δ loss| < tolerance ends on, whether it fired)."""
-    hit = StopRule(len(loss), tolerance).converged(torch.as_tensor(loss[:-1]), torch.as_tensor(loss[1:])).numpy()
-    return (int(np.argmax(hit)) + 1, True) if hit.any() else (len(loss) - 1, False)
-
 
 def run_unit(unit: Unit) -> dict:
     cfg: Config = unit.config

@@ -53,9 +53,9 @@ from dlstudies.models.builders import ACTIVATIONS, build_members, mlp
 from dlstudies.optim import OptSpec
 from dlstudies.report import figures as fig
 from dlstudies.studies.base import Study, StudyConfig, Unit, register
-from dlstudies.studies.normalization import check_of, effect_of, split_probe, stop_epoch
-from dlstudies.studies.results import cell, describe_conditions, main_table, still_improving
-from dlstudies.studies.training import fit_members, member_dtype
+from dlstudies.studies.normalization import check_of, effect_of
+from dlstudies.studies.results import cell, describe_conditions, main_table, still_improving, stop_epoch
+from dlstudies.studies.training import fit_members, member_dtype, split_probe
 
 METRICS = ("best_val_epochs", "train_loss", "train_acc", "val_acc", "test_acc", "stop_rule_epochs")
 CONDITIONS = ("pretrained", "control")
