@@ -95,5 +95,5 @@ def test_random_walk_baseline_meets_its_closed_form():
     # holds 6 / (pi^2 k^2) of the variance, so two PCs hold 6/pi^2 * (1 + 1/4) = 0.760.
     from dlstudies.analysis.pca import random_walk_share
 
-    shares = [random_walk_share(np.ones(400), 4000, np.random.default_rng(s)) for s in range(3)]
+    shares = [random_walk_share(np.ones(300), 1500, np.random.default_rng(s)) for s in range(3)]
     assert np.mean(shares) == pytest.approx(6 / np.pi ** 2 * 1.25, abs=0.03)
