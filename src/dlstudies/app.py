@@ -149,6 +149,22 @@ def check_fits(configs: dict, scale: str, seeds, workers: int, runtime: Runtime)
         check_memory(name, cfg, shape, block, min(workers, len(units)), runtime.dtype)
 
 
+def seed_ids(name: str, scale: str, seeds) -> tuple[int, ...]:
+    n = seeds_of(name, scale, seeds)
+    return tuple(range(n)) if isinstance(n, int) else tuple(n)
+
+
+def estimate_run(names, scale, seeds, data, overrides, runtime: Runtime, backend="local", workers=1, configs=None,
+                 **opts):
+    """The Plan (dlstudies.plan) of a run: its units, timed as slices on this machine; writes nothing."""
+    from dlstudies.executors import THREADS_PER_UNIT
+    from dlstudies.plan import estimate
+
+    configs = configs or plan(names, scale, seeds, data, overrides, runtime, backend, workers, **opts)
+    torch.set_num_threads(THREADS_PER_UNIT)  # as every unit runs
+    return estimate(configs, lambda name: seed_ids(name, scale, seeds), runtime, workers)
+
+
 @contextlib.contextmanager
 def writing(out: Path, wait: bool = True) -> Iterator[Held]:
     """The output folder's lock held, and a failed write there turned into one line that says what

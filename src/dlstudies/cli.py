@@ -54,6 +54,17 @@ def _parser() -> argparse.ArgumentParser:
                        "$DLSTUDIES_DATA defaulting to ~/.cache/dlstudies; --data mnist then finds them)")
     fetch.add_argument("--mirror", default=None, metavar="URL", help="base URL serving the files under their published .gz names")
     run = sub.add_parser("run", help="run studies and write results, figures and report.html")
+    _run_arguments(run)
+    plan = sub.add_parser("plan", help="the units of a run and an estimate of its time here, from a few timed steps")
+    _run_arguments(plan)
+    rep = sub.add_parser("report", help="rebuild report.html from saved results, without training")
+    rep.add_argument("out", type=Path)
+    rep.add_argument("--redraw", action="store_true", help="also redraw every study's figures from its results.json")
+    return p
+
+
+def _run_arguments(run: argparse.ArgumentParser) -> None:
+    """What `run` and `plan` both take: a plan is of exactly the run the same arguments start."""
     run.add_argument("studies", nargs="+", metavar="STUDY", help="study ids, or 'all'")
     run.add_argument("--scale", default="default", choices=SCALES)
     run.add_argument("--seeds", type=int, default=None, help="number of seeds (default: 3/5/10 by scale; weight-trajectory 8)")
@@ -70,10 +81,6 @@ def _parser() -> argparse.ArgumentParser:
                      help="if another run is writing --out, exit 2 at once instead of waiting for it")
     run.add_argument("--scheduler", default=None,
                      help="address of a running dask scheduler, e.g. tcp://host:8786 (with --backend dask; docs/cluster.md)")
-    rep = sub.add_parser("report", help="rebuild report.html from saved results, without training")
-    rep.add_argument("out", type=Path)
-    rep.add_argument("--redraw", action="store_true", help="also redraw every study's figures from its results.json")
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,6 +132,17 @@ def _run(args, argv) -> int:
     return 0
 
 
+def _plan(args, argv) -> int:
+    from dlstudies.app import estimate_run
+    from dlstudies.plan import plan_lines
+
+    runtime = Runtime(engine=args.engine, device=args.device, data_dir=args.data_dir)
+    estimate = estimate_run(args.studies, args.scale, args.seeds, args.data, args.overrides, runtime, args.backend,
+                            args.workers, scheduler=args.scheduler)
+    print("\n".join(plan_lines(estimate)))
+    return 0
+
+
 def _report(args, argv) -> int:
     from dlstudies.app import redraw_figures
     from dlstudies.report import render_report
@@ -137,4 +155,4 @@ def _report(args, argv) -> int:
     return 0
 
 
-COMMANDS = {"list": _list, "data": _data, "run": _run, "report": _report}
+COMMANDS = {"list": _list, "data": _data, "run": _run, "plan": _plan, "report": _report}
