@@ -147,6 +147,12 @@ def _slices(cfg, sizes: dict[str, int]):
     raise UsageError(f"{type(cfg).__module__}: no timed slice of this config is valid; cannot estimate it")
 
 
+def _line(t_short: float, t_long: float, short: int, long: int) -> tuple[float, float]:
+    """(fixed seconds, seconds per epoch) through two timed slices."""
+    per_epoch = max(0.0, (t_long - t_short) / (long - short))
+    return max(0.0, t_long - per_epoch * long), per_epoch
+
+
 def estimate_study(name: str, cfg, seeds: tuple[int, ...], runtime: Runtime, folder: Path) -> StudyEstimate:
     """Time every unit of the study as two slices, then its analysis on the long slices' results."""
     from dlstudies.runner import execute_unit
@@ -158,12 +164,14 @@ def estimate_study(name: str, cfg, seeds: tuple[int, ...], runtime: Runtime, fol
     factor, bound = data_factor(sizes), is_upper_bound(cfg)
     real = study.work_units(cfg, seeds, runtime)
     pairs = zip(study.work_units(cfg_short, seeds, runtime), study.work_units(cfg_long, seeds, runtime))
-    estimates, results = [], []
+    estimates, results, lines = [], [], {}
     for unit, (a, b) in zip(real, pairs):
-        _, t_short = timed(execute_unit, a)
-        result, t_long = timed(execute_unit, b)
-        per_epoch = max(0.0, (t_long - t_short) / (long - short))
-        fixed = max(0.0, t_long - per_epoch * long)
+        shape = (unit.params, len(unit.seeds))  # units alike but for their seeds cost alike
+        t_short = timed(execute_unit, a)[1] if shape not in lines else None
+        result, t_long = timed(execute_unit, b)  # every unit's long slice: the analysis reads them all
+        if t_short is not None:
+            lines[shape] = _line(t_short, t_long, short, long)
+        fixed, per_epoch = lines[shape]
         estimates.append(UnitEstimate(unit, (fixed + per_epoch * epochs) * factor, bound))
         results.append(result)
     analysis = _analysis_s(study, cfg_long, seeds, runtime, results, folder)
