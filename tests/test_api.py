@@ -73,8 +73,8 @@ def test_csv_files_beside_results_json_are_the_same_tables(demo):
 def test_results_json_records_the_engine_path_of_every_unit(demo):
     _, out = demo
     units = [json.loads(p.read_text()) for p in (out / "optimizers" / "units").glob("*.json")]
-    assert units and all(u["engine_path"] == "fused" for u in units)  # report A's MLP takes the fused path
-    assert _json(out)["engine_paths"] == {"fused": len(units)}
+    assert units and all(u["engine_path"] == "kernel" for u in units)  # report A's MLP takes the compiled kernel
+    assert _json(out)["engine_paths"] == {"kernel": len(units)}
 
 
 def test_curves_are_long_format_and_match_results_json(demo):

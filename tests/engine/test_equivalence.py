@@ -97,7 +97,7 @@ def test_divergence_is_recorded_and_others_go_on():
     assert (a.diverged_epoch[:2] < 6).all()
 
 
-@pytest.mark.parametrize("path", ["fused", "autograd"])
+@pytest.mark.parametrize("path", ["kernel", "fused", "autograd"])
 def test_trace_of_members_that_stop_early_is_nan_after_their_end(path, monkeypatch):
     from dlstudies.engine import batched
     monkeypatch.setitem(ENGINES._items, "batched", functools.partial(batched.fit_batched, path=path))

@@ -34,7 +34,7 @@ def _table(epochs=3, seed=11):
     return torch.stack([torch.stack([torch.randperm(N, generator=g) for _ in SEEDS]) for _ in range(epochs)])
 
 
-@pytest.mark.parametrize("path", ["fused", "autograd"])
+@pytest.mark.parametrize("path", ["kernel", "fused", "autograd"])
 @pytest.mark.parametrize("batch_size", [1, 4])
 def test_explicit_order_matches_the_reference_engine(path, batch_size):
     x, y = _data()
@@ -71,12 +71,13 @@ def test_a_function_order_and_a_fixed_table_and_a_subset_of_samples():
 def test_the_path_that_ran_is_reported_and_collected():
     x, y = _data()
     with paths_taken() as taken:
-        fused = fit(_members(), OptSpec("adam", 0.01), x, y, epochs=1)
+        mlp_fit = fit(_members(), OptSpec("adam", 0.01), x, y, epochs=1)
+        fused = fit(_members(), OptSpec("adam", 0.01), x, y, epochs=1, path="fused")
         normed = fit(_members(norm=nn.BatchNorm1d), OptSpec("adam", 0.01), x, y, epochs=1, batch_size=5)
         ref = fit(_members(), OptSpec("adam", 0.01), x, y, epochs=1, engine="reference")
         ENGINES.get("batched")(_members(), [OptSpec("adam", 0.01)] * 3, x, y, TrainSpec(StopRule(1)), SEEDS)
-    assert (fused.path, normed.path, ref.path) == ("fused", "autograd", "reference")
-    assert taken == ["fused", "autograd", "reference", "fused"]
+    assert (mlp_fit.path, fused.path, normed.path, ref.path) == ("kernel", "fused", "autograd", "reference")
+    assert taken == ["kernel", "fused", "autograd", "reference", "kernel"]
 
 
 def test_members_passed_in_are_not_changed():

@@ -1,21 +1,22 @@
-"""Every path the batched engine can take — the hand-fused path (pattern mode and mini-batches) and
-the autograd path — against the reference engine, in float64; and the fused path actually taken."""
+"""Every path the batched engine can take — the compiled kernel, the hand-fused path (pattern mode
+and mini-batches) and the autograd path — against the reference engine, in float64; and the path
+actually taken."""
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from dlstudies.engine import ENGINES, StopRule, TrainSpec, fused
+from dlstudies.engine import ENGINES, StopRule, TrainSpec, fused, kernel
 from dlstudies.engine.batched import fit_batched
 from dlstudies.engine.evaluate import accuracy_probe
 from dlstudies.errors import UsageError
 from dlstudies.models.builders import build_members, mlp
 from dlstudies.models.stacked import StackedNet
-from dlstudies.optim import OPTIMIZERS, OptSpec, StackedOptimizer
+from dlstudies.optim import OPTIMIZERS, OptSpec
 
 SEEDS = [0, 1, 2]
-PATHS = ["fused", "autograd"]
+PATHS = ["kernel", "fused", "autograd"]
 
 
 def _data(n=48, d=6, classes=3):
@@ -71,7 +72,7 @@ def test_each_optimizer_fixed_epochs(rule, batch_size, path, fused_epochs):
     a, b = _both([rule], TrainSpec(StopRule(3), batch_size=batch_size), path)
     _assert_same(a, b)
     assert (a.epochs == 3).all()
-    assert len(fused_epochs) == (3 if path == "fused" else 0)
+    assert len(fused_epochs) == (3 if path == "fused" else 0) and a.path == path
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -117,6 +118,7 @@ def test_stopped_member_ends_where_a_solo_fit_ends(batch_size):
     i = int(np.argmin(stacked.epochs))
     assert stacked.epochs[i] < stacked.epochs.max()
     solo, _ = _both(["adam"], spec, "fused", seeds=[SEEDS[i]])
+    assert stacked.path == solo.path == "fused"
     # not bit for bit: a stack of 3 and a stack of 1 are different kernel shapes
     torch.testing.assert_close(_params(solo), torch.cat([p.flatten() for p in stacked.models[i].parameters()]),
                                rtol=1e-8, atol=1e-10)
@@ -155,15 +157,16 @@ def test_squared_error(batch_size, path):
     np.testing.assert_allclose(a.trace["loss"], b.trace["loss"], rtol=1e-10)
 
 
+@pytest.mark.parametrize("path", ["kernel", "fused"])
 @pytest.mark.parametrize("batch_size", [1, 48])
-def test_divergence_is_recorded_and_others_go_on(batch_size):
+def test_divergence_is_recorded_and_others_go_on(batch_size, path):
     # A linear net on squared error explodes under plain SGD with a huge step; Adam's step is bounded.
     x, _ = _data()
     y = x[:, :3] * 100
     members = build_members(lambda: mlp([6, 5, 3], act=nn.Identity), [0, 1], torch.float64) * 2
     opts = [OptSpec("delta", 10.0)] * 2 + [OptSpec("adam", 0.01)] * 2
     spec = TrainSpec(StopRule(6), batch_size=batch_size, loss="mse")
-    a = fit_batched(members, opts, x, y, spec, [0, 1, 0, 1], path="fused")
+    a = fit_batched(members, opts, x, y, spec, [0, 1, 0, 1], path=path)
     b = ENGINES.get("reference")(members, opts, x, y, spec, [0, 1, 0, 1])
     assert a.diverged[:2].all() and not a.diverged[2:].any()
     np.testing.assert_array_equal(a.diverged, b.diverged)
@@ -173,15 +176,26 @@ def test_divergence_is_recorded_and_others_go_on(batch_size):
                                rtol=1e-10, atol=1e-12)
 
 
-def test_auto_takes_the_fused_path_for_an_mlp_only(fused_epochs):
+def test_auto_takes_the_kernel_for_an_mlp_and_the_fused_path_without_a_compiler(fused_epochs, monkeypatch, capsys):
     x, y = _data()
     spec = TrainSpec(StopRule(2))
     members = build_members(lambda: mlp([6, 5, 3]), SEEDS, torch.float64)
-    ENGINES.get("batched")(members, _opts(["adam"], SEEDS), x, y, spec, SEEDS)
-    assert len(fused_epochs) == 2
+    compiled = ENGINES.get("batched")(members, _opts(["adam"], SEEDS), x, y, spec, SEEDS)
+    assert compiled.path == "kernel" and len(fused_epochs) == 0
+    monkeypatch.setattr(kernel, "compiler", lambda: None)
+    monkeypatch.setattr(kernel, "_said", set())
+    fallback = ENGINES.get("batched")(members, _opts(["adam"], SEEDS), x, y, spec, SEEDS)
+    assert fallback.path == "fused" and len(fused_epochs) == 2
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1 and "no C++ compiler" in said[0] and "fused path runs" in said[0]
+    _assert_same(compiled, fallback)  # the same numbers to rounding
+    with pytest.raises(UsageError, match="kernel path does not apply: no compiled kernel"):
+        fit_batched(members, _opts(["adam"], SEEDS), x, y, spec, SEEDS, path="kernel")
     normed = build_members(lambda: nn.Sequential(nn.Linear(6, 5), nn.LayerNorm(5), nn.Tanh(), nn.Linear(5, 3)),
                            SEEDS, torch.float64)
     assert fused.why_not(StackedNet(normed), x, y, spec) is not None
+    assert ENGINES.get("batched")(normed, _opts(["adam"], SEEDS), x, y, spec, SEEDS).path == "autograd"
+    assert ENGINES.get("reference")(normed, _opts(["adam"], SEEDS), x, y, spec, SEEDS).path == "reference"
 
 
 @pytest.mark.parametrize("model, loss, why", [
@@ -199,43 +213,17 @@ def test_fused_refuses_what_it_does_not_cover(model, loss, why):
         fit_batched(members, _opts(["delta"], SEEDS), x, y, spec, SEEDS, path="fast")
 
 
-@pytest.mark.parametrize("rule", OPTIMIZERS.names())
-@pytest.mark.parametrize("layout", ["rows", "transposed", "columns of a transposed stack"])
-@pytest.mark.parametrize("lr", [0.05, [0.01, 0.05, 0.2]])
-def test_in_place_step_equals_the_functional_update(rule, layout, lr):
-    # step_ (in place, fused kernels where the layout and hyperparameters allow) against update.
-    g = torch.Generator().manual_seed(0)
-    P = 7
-    base = torch.randn(3, P, generator=g, dtype=torch.float64)
-    if layout == "rows":
-        p = base.clone()
-    elif layout == "transposed":
-        p = base.t().contiguous().t()
-    else:
-        p = torch.cat([torch.zeros(P, 1, dtype=torch.float64), base.t().contiguous()], 1).t()[1:]
-    specs = _opts([rule], SEEDS, lr)
-    fast = OPTIMIZERS.get(rule)(specs, p).select(torch.arange(3), like=p)
-    slow = OPTIMIZERS.get(rule)(specs, base)
-    ref = base.clone()
-    for _ in range(4):
-        grad = torch.randn(3, P, generator=g, dtype=torch.float64)
-        fast.step_(p, grad.clone())
-        new, slow.state = slow.update(ref, grad, slow.state)
-        ref = new
-    torch.testing.assert_close(p, ref, rtol=1e-12, atol=1e-14)
-
-
-def test_select_keeps_each_members_state_and_bind_steps_in_place():
-    flat = torch.randn(5, 4, dtype=torch.float64)
-    opt = StackedOptimizer(_opts(["adam"], [0, 1]) + _opts(["delta"], [0, 1, 2]), flat)
-    opt.step(flat, torch.ones_like(flat))
-    sub = opt.select(torch.tensor([1, 3]), like=flat[[1, 3]].t().contiguous().t())
-    assert [(rows.start, rows.stop) for rows, _ in sub.groups] == [(0, 1), (1, 2)]
-    adam = sub.groups[0][1]
-    torch.testing.assert_close(adam.state["m"], opt.groups[0][1].state["m"][1:2])
-    assert adam.state["m"].t().is_contiguous()
-    kept = flat[[1, 3]].clone()
-    step = sub.bind(kept, torch.ones_like(kept))
-    before = kept.clone()
-    step()
-    assert (kept != before).all()
+@pytest.mark.parametrize("path", PATHS)
+def test_extra_settings_reach_every_path(path):
+    # Adam's betas and eps, RMSProp's alpha and eps, Adagrad's eps, member by member.
+    x, y = _data()
+    extras = [("adam", {"betas": (0.8, 0.99)}), ("adam", {"eps": 1e-2}), ("rmsprop", {"alpha": 0.9}),
+              ("rmsprop", {"eps": 1e-1}), ("adagrad", {"eps": 0.5}), ("adagrad", {})]
+    opts = [OptSpec(rule, 0.05, extra=extra) for rule, extra in extras]
+    members = build_members(lambda: mlp([6, 5, 4, 3]), range(len(opts)), torch.float64)
+    spec = TrainSpec(StopRule(3), batch_size=4)
+    a = fit_batched(members, opts, x, y, spec, range(len(opts)), path=path)
+    b = ENGINES.get("reference")(members, opts, x, y, spec, range(len(opts)))
+    _assert_same(a, b)
+    plain = ENGINES.get("reference")(members, [OptSpec(rule, 0.05) for rule, _ in extras], x, y, spec, range(len(opts)))
+    assert not np.allclose(a.history["loss"][:5], plain.history["loss"][:5], rtol=1e-6)  # the settings took effect

@@ -46,7 +46,7 @@ def fit(members: nn.Module | Sequence[nn.Module], opts: OptSpec | Sequence[OptSp
         spec: TrainSpec | None = None, *, seeds: Sequence[int] | None = None, order: Order | None = None,
         engine: str = "batched", path: str = "auto", epochs: int | None = None, **spec_fields) -> FitResult:
     """Train M members (plain `nn.Module`s of one architecture) at once; returns a FitResult whose
-    `path` says which engine path ran: "fused" or "autograd" (batched engine), "kernel", "reference".
+    `path` says which engine path ran: "kernel", "fused" or "autograd" (batched engine), "reference".
 
     - `opts`: one OptSpec for every member, or one per member;
     - `spec`: a TrainSpec; or leave it out and give `epochs=` and any TrainSpec field
@@ -54,7 +54,7 @@ def fit(members: nn.Module | Sequence[nn.Module], opts: OptSpec | Sequence[OptSp
     - `seeds`: one per member (default 0..M-1); a registered order ("shuffle") draws from them;
     - `order`: replaces the spec's: a name in ORDERS, a (members, samples) table of sample indices
       used every epoch, an (epochs, members, samples) table, or a function epoch -> (members, samples);
-    - `engine`: "batched" or "reference"; `path` (batched only): "auto", "fused" or "autograd".
+    - `engine`: "batched" or "reference"; `path` (batched only): "auto", "kernel", "fused" or "autograd".
     The members passed in are not changed: trained copies are in `result.models`.
     """
     members = [members] if isinstance(members, nn.Module) else list(members)

@@ -1,7 +1,17 @@
 """The batched engine: M members trained at once as one stack, each with its own sample order.
 
-Two paths, one result: stacked MLPs (Linear + elementwise activations, cross-entropy or squared
-error) take the hand-fused path of `fused.py`; every other model takes the autograd path here.
+Three paths, one result: stacked MLPs (Linear + elementwise activations, cross-entropy or squared
+error) take the compiled kernel of `kernel.py` on the CPU where a C++ compiler is found, else the
+hand-fused path of `fused.py`; every other model takes the autograd path here.
+
+What each path guarantees (tests hold them to it):
+- "kernel": every member's numbers (losses, probes, traces, snapshots, trained weights) are a
+  function of its seed, settings, dtype and machine alone, bitwise: the same alone, in any stack,
+  and whoever else stops early. Evaluation of trained MLPs (`predict_members`) likewise.
+- "fused" and "autograd": each member's numbers agree with the reference engine to rounding
+  (float64: ~1e-15 per step), but the last bits depend on the stack (its size M, which members
+  stopped), because torch's kernels change with the shapes they are given; under chaos
+  (Adam, RMSProp in pattern mode) that difference grows to visible size within tens of epochs.
 """
 
 from __future__ import annotations
@@ -13,32 +23,35 @@ import numpy as np
 import torch
 from torch import nn
 
-from dlstudies.engine import fused
+from dlstudies.engine import fused, kernel
 from dlstudies.engine.losses import LOSSES
 from dlstudies.engine.record import EpochLog, FitResult, Snapshots
-from dlstudies.engine.schedule import member_order
+from dlstudies.engine.schedule import fixed_epochs, member_order
 from dlstudies.engine.spec import TrainSpec, batches
 from dlstudies.errors import UsageError
 from dlstudies.models.stacked import StackedNet
 from dlstudies.optim import OptSpec, StackedOptimizer
 
-PATHS = ("auto", "fused", "autograd")
+PATHS = ("auto", "kernel", "fused", "autograd")
 
 
 def fit_batched(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.Tensor, y: torch.Tensor,
                 spec: TrainSpec, seeds: Sequence[int], *, path: str = "auto") -> FitResult:
-    """`path`: "auto" takes the hand-fused path (fused.py) where it applies, else autograd; "fused"
-    insists on it (a UsageError says why it does not apply); "autograd" never takes it."""
+    """`path`: "auto" takes the compiled kernel (kernel.py) where it applies, else the hand-fused
+    path (fused.py) where that applies, else autograd; "kernel" or "fused" insists on that path (a
+    UsageError says why it does not apply); "autograd" takes neither."""
     x, y = x.to(spec.device, members[0].parameters().__next__().dtype), y.to(spec.device)
-    net = StackedNet([copy.deepcopy(m).to(spec.device) for m in members])
-    opt = StackedOptimizer(opts, net.flat)
+    net = StackedNet([_on(m, spec.device) for m in members])
     order = member_order(spec.order, y, seeds)
     log = EpochLog(spec.stop, net.M)
-    fast = _fused_trainer(net, opt, x, y, spec, path)
+    taken, fast = _fast_trainer(net, opts, x, y, spec, path)
+    opt = StackedOptimizer(opts, net.flat) if taken != "kernel" else None
+    fast = fast(opt) if callable(fast) else fast
     traces, snaps = [], Snapshots(spec.snapshot_every, spec.stop.max_epochs)
     snaps.after(0, net.flat)
+    predict = fast.predict if taken == "kernel" else (lambda inputs: stacked_predict(net, inputs))
     for epoch in range(spec.stop.max_epochs):
-        if fast is not None:  # drops stopped members from its stack, and has no buffers to hold
+        if fast is not None:  # keeps stopped members frozen itself, and has no buffers to hold
             losses, trace = fast.epoch(order(epoch), epoch < spec.trace_epochs)
         else:
             held = _hold_stopped(net, log.active)
@@ -46,25 +59,41 @@ def fit_batched(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.
             _put_back(net, held)
             trace = _stopped_as_nan(trace, log.active)
         traces += [trace] if trace is not None else []
-        log.end_epoch(epoch, losses, _probe(net, spec))
-        opt.set_active(log.active.to(spec.device))
+        log.end_epoch(epoch, losses, _probe(predict, spec))
+        if opt is not None:
+            opt.set_active(log.active.to(spec.device))
         if fast is not None:
             fast.set_active(log.active)
         snaps.after(epoch + 1, net.flat)
         if not log.active.any():
             break
-    result = log.result(_join(traces), _modules(net, members), snaps.result(net.flat))
-    result.path = "autograd" if fast is None else "fused"
-    return result
+    return log.result(_join(traces), _modules(net, members), snaps.result(net.flat), taken)
 
 
-def _fused_trainer(net: StackedNet, opt: StackedOptimizer, x, y, spec: TrainSpec, path: str):
+def _on(member: nn.Module, device: str) -> nn.Module:
+    """The member itself where it is on `device` already (StackedNet copies its parameters and
+    never writes to it), else a copy moved there (Module.to moves in place)."""
+    if all(p.device == torch.device(device) for p in member.parameters()):
+        return member
+    return copy.deepcopy(member).to(device)
+
+
+def _fast_trainer(net: StackedNet, opts, x, y, spec: TrainSpec, path: str):
+    """(the path taken, its trainer: None for autograd, or a function of the StackedOptimizer)."""
     if path not in PATHS:
         raise UsageError(f"path must be one of {', '.join(PATHS)}, got {path!r}")
     reason = fused.why_not(net, x, y, spec) if path != "autograd" else "path='autograd'"
-    if path == "fused" and reason is not None:
-        raise UsageError(f"the fused path does not apply: {reason}")
-    return fused.FusedTrainer(net, opt, x, y, spec) if reason is None else None
+    if path in ("kernel", "fused") and reason is not None:
+        raise UsageError(f"the {path} path does not apply: {reason}")
+    if reason is not None:
+        return "autograd", None
+    if path in ("auto", "kernel"):
+        why = kernel.why_not(net, spec) or (None if kernel.library() else "no compiled kernel on this machine")
+        if why is None:
+            return "kernel", kernel.KernelTrainer(net, list(opts), x, y, spec)
+        if path == "kernel":
+            raise UsageError(f"the kernel path does not apply: {why}")
+    return "fused", lambda opt: fused.FusedTrainer(net, opt, x, y, spec)
 
 
 def _stopped_as_nan(trace: dict | None, active: torch.Tensor) -> dict | None:
@@ -109,8 +138,7 @@ def _epoch(net, opt, x, y, idx, spec: TrainSpec, tracing: bool):
     return total / idx.shape[1], {k: torch.cat(v, 1) for k, v in trace.items()} if tracing else None
 
 
-def _probe(net: StackedNet, spec: TrainSpec) -> dict[str, torch.Tensor]:
-    predict = lambda inputs: stacked_predict(net, inputs)  # noqa: E731
+def _probe(predict, spec: TrainSpec) -> dict[str, torch.Tensor]:
     return {k: v for probe in spec.probes for k, v in probe(predict).items()}
 
 
@@ -132,8 +160,16 @@ def _modules(net: StackedNet, members: Sequence[nn.Module]) -> list[nn.Module]:
 
 
 def predict_members(models: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
-    """Stacked eval-mode outputs of trained plain members, whichever engine trained them."""
-    return stacked_predict(StackedNet(list(models)), x)
+    """Stacked eval-mode outputs of trained plain members, whichever engine trained them: (M, N, ...).
+
+    Each member's outputs do not depend on the others: MLPs run in the compiled kernel (members in
+    lanes), other models one member at a time (a stack's batched kernels change with its size)."""
+    net = StackedNet(list(models))
+    device = next(models[0].parameters()).device
+    if kernel.why_not(net, TrainSpec(fixed_epochs(1), device=str(device))) is None and \
+            fused.architecture_reason(net) is None and x.dim() == 2 and kernel.library() is not None:
+        return kernel.predict_stack(net, x).to(device)
+    return torch.cat([stacked_predict(StackedNet([m]), x) for m in models])
 
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:

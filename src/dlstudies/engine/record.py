@@ -111,9 +111,11 @@ class EpochLog:
             v[~was.numpy()] = np.nan
             self.history.setdefault(name, []).append(v)
 
-    def result(self, trace: np.ndarray | None, models: list[nn.Module], snapshots: np.ndarray | None = None) -> FitResult:
+    def result(self, trace: np.ndarray | None, models: list[nn.Module], snapshots: np.ndarray | None = None,
+               path: str = "") -> FitResult:
         hist = {k: np.stack(v, 1) for k, v in self.history.items()}
-        return FitResult(self.epochs, self.converged, self.diverged, self.diverged_epoch, hist, trace, models, snapshots)
+        return FitResult(self.epochs, self.converged, self.diverged, self.diverged_epoch, hist, trace, models, snapshots,
+                         path)
 
 
 class Snapshots:
