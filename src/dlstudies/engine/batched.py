@@ -33,6 +33,10 @@ from dlstudies.models.stacked import StackedNet
 from dlstudies.optim import OptSpec, StackedOptimizer
 
 PATHS = ("auto", "kernel", "fused", "autograd")
+# Samples per forward/backward of a CNN's large batch on the autograd path, gradients summed: measured
+# (benchmarks/engine.py micro-batches), a batch of 512 as 8 x 64 runs about 2x faster per step on one
+# thread, its activations staying in the cache.
+MICRO_BATCH = 64
 
 
 def fit_batched(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.Tensor, y: torch.Tensor,
@@ -50,12 +54,14 @@ def fit_batched(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.
     traces, snaps = [], Snapshots(spec.snapshot_every, spec.stop.max_epochs)
     snaps.after(0, net.flat)
     predict = fast.predict if taken == "kernel" else (lambda inputs: stacked_predict(net, inputs))
+    micro = micro_size(net, spec) if fast is None else 0
+    taken = f"{taken}-micro{micro}" if micro else taken  # recorded in results.json (engine_paths)
     for epoch in range(spec.stop.max_epochs):
         if fast is not None:  # keeps stopped members frozen itself, and has no buffers to hold
             losses, trace = fast.epoch(order(epoch), epoch < spec.trace_epochs)
         else:
             held = _hold_stopped(net, log.active)
-            losses, trace = _epoch(net, opt, x, y, order(epoch).to(spec.device), spec, epoch < spec.trace_epochs)
+            losses, trace = _epoch(net, opt, x, y, order(epoch).to(spec.device), spec, epoch < spec.trace_epochs, micro)
             _put_back(net, held)
             trace = _stopped_as_nan(trace, log.active)
         traces += [trace] if trace is not None else []
@@ -121,16 +127,39 @@ def _join(traces: list[dict]) -> dict[str, np.ndarray] | None:
     return {k: torch.cat([t[k] for t in traces], 1).cpu().numpy() for k in traces[0]} if traces else None
 
 
-def _epoch(net, opt, x, y, idx, spec: TrainSpec, tracing: bool):
+def micro_size(net: StackedNet, spec: TrainSpec) -> int:
+    """Samples per forward/backward within a batch; 0: the whole batch. Never with BatchNorm (its
+    statistics are the whole batch's). Auto (`spec.micro_batch` None): MICRO_BATCH for CNNs, whose
+    activations outgrow the cache; MLPs keep whole batches (their steps are overhead-bound)."""
+    names = {type(m).__name__ for m in net.template.modules()}
+    batch_norm = any(n.startswith("BatchNorm") for n in names)
+    if spec.micro_batch and batch_norm:
+        raise UsageError(f"micro_batch={spec.micro_batch}: not with BatchNorm in the model (its statistics are the batch's)")
+    size = spec.micro_batch if spec.micro_batch is not None else (MICRO_BATCH if "Conv2d" in names else 0)
+    return size if not batch_norm and 0 < size < spec.batch_size else 0
+
+
+def _batch_grad(net: StackedNet, loss_fn, x, y, rows, micro: int):
+    """(each member's mean loss over the batch, the flat gradient of their sum); in micro-batches,
+    each one's loss weighted by its share of the batch, their gradients summed: the batch's gradient."""
+    if not micro:
+        losses = loss_fn(net.forward(x[rows], training=True), y[rows])
+        return losses.detach(), net.flat_grad(losses.sum())
+    total, grad = 0.0, 0.0
+    for part in batches(rows.shape[1], micro):
+        r = rows[:, part]
+        losses = loss_fn(net.forward(x[r], training=True), y[r]) * ((part.stop - part.start) / rows.shape[1])
+        total, grad = total + losses.detach(), grad + net.flat_grad(losses.sum())
+    return total, grad
+
+
+def _epoch(net, opt, x, y, idx, spec: TrainSpec, tracing: bool, micro: int = 0):
     loss_fn = LOSSES.get(spec.loss).stacked
     total = torch.zeros(net.M, dtype=torch.float64, device=x.device)
     trace: dict[str, list] = {"loss": [], "grad_norm": []}
     for b in batches(idx.shape[1], spec.batch_size):
-        rows = idx[:, b]
-        losses = loss_fn(net.forward(x[rows], training=True), y[rows])
-        grad = net.flat_grad(losses.sum())
+        step_losses, grad = _batch_grad(net, loss_fn, x, y, idx[:, b], micro)
         opt.step(net.flat, grad)
-        step_losses = losses.detach()
         total += step_losses * (b.stop - b.start)
         if tracing:
             trace["loss"].append(step_losses.unsqueeze(1))
