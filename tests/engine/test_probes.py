@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from dlstudies.engine import TrainSpec, fixed_epochs
-from dlstudies.engine.batched import fit_batched, predict_members
+from dlstudies.engine.batched import fit_batched, predict_members, stacked_predict
 from dlstudies.engine.evaluate import accuracy_probe, every, loss_probe, probe_interval, split_probe
 from dlstudies.models.builders import build_members
 from dlstudies.models.conv import cnn
+from dlstudies.models.stacked import StackedNet
 from dlstudies.optim import OptSpec
 
 
@@ -25,14 +26,14 @@ def _data(n: int = 300, seed: int = 0):
     return torch.randn(n, 1, 12, 12, generator=g), torch.randint(0, 10, (n,), generator=g)
 
 
-@pytest.mark.parametrize("chunk", [1, 7, 64, 4096])
+@pytest.mark.parametrize("chunk", [None, 1, 7, 64, 4096])
 def test_split_probe_is_bitwise_the_two_probes(chunk):
     members, (x, y) = _members(), _data()
     calls = []
 
     def predict(inputs):
         calls.append(len(inputs))
-        return predict_members(members, inputs)  # itself in chunks of 4096
+        return predict_members(members, inputs)  # itself in chunks of PROBE_CHUNK
 
     together = split_probe("train", x, y, "cross_entropy", chunk=chunk)(predict)
     assert sum(calls) == len(x)  # one forward pass over the set
@@ -40,6 +41,14 @@ def test_split_probe_is_bitwise_the_two_probes(chunk):
     assert set(together) == {"train_loss", "train_acc"}
     for name in together:
         assert torch.equal(together[name], apart[name]), name
+
+
+def test_chunk_size_leaves_outputs_bitwise_as_they_are():
+    """Chunks of 64 (the CPU default) give exactly the outputs of chunks of 4096, at M = 10."""
+    net, (x, _) = StackedNet(_members(10)), _data(700)
+    reference = stacked_predict(net, x, chunk=4096)
+    assert torch.equal(stacked_predict(net, x), reference)
+    assert torch.equal(stacked_predict(net, x, chunk=64), reference)
 
 
 def test_probe_interval_gives_about_the_points_asked_for():

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from dlstudies.engine import fused, kernel
+from dlstudies.engine.evaluate import PROBE_CHUNK
 from dlstudies.engine.losses import LOSSES
 from dlstudies.engine.record import EpochLog, FitResult, Snapshots
 from dlstudies.engine.schedule import fixed_epochs, member_order
@@ -172,8 +173,10 @@ def _probe(predict, spec: TrainSpec) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def stacked_predict(net: StackedNet, x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """Outputs of every member on the same inputs, in eval mode: (M, N, ...)."""
+def stacked_predict(net: StackedNet, x: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    """Outputs of every member on the same inputs, in eval mode: (M, N, ...); `chunk` samples per
+    forward (default: PROBE_CHUNK on the CPU, where small chunks stay in the cache, 4096 on a GPU)."""
+    chunk = chunk or (PROBE_CHUNK if net.flat.device.type == "cpu" else 4096)
     x = x.to(net.flat.device, net.flat.dtype)
     outs = [net.forward(x[b].expand(net.M, *x[b].shape), training=False) for b in batches(len(x), chunk)]
     return torch.cat(outs, 1)

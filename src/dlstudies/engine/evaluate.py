@@ -34,9 +34,10 @@ def loss_probe(name: str, x: torch.Tensor, y: torch.Tensor, loss: str):
     return lambda predict: {name: mean_loss(predict(x), y, loss)}
 
 
-# Samples per forward of a probe. Measured (benchmarks/probes.py, a stack of 10 CNNs on Fashion-MNIST,
-# one thread): small chunks keep each layer's activations in the cache and run faster than 4096 at
-# once; a sample's outputs do not depend on the chunk it is in.
+# Samples per forward when members are evaluated on the CPU (engine.batched.stacked_predict). Measured
+# (benchmarks/probes.py, random-labels' paper CNN, 10 members, 2048 Fashion-MNIST images, one thread):
+# chunks of 16 / 64 / 256 / 1024 run 2.09 / 2.44 / 1.28 / 1.08x the speed of 4096: small chunks keep
+# each layer's activations in the cache. A sample's outputs do not depend on the chunk it is in.
 PROBE_CHUNK = 64
 
 
@@ -45,11 +46,12 @@ def chunked_predict(predict, x: torch.Tensor, chunk: int = PROBE_CHUNK) -> torch
     return torch.cat([predict(x[i:i + chunk]) for i in range(0, len(x), chunk)], 1)
 
 
-def split_probe(split: str, x: torch.Tensor, y: torch.Tensor, loss: str, chunk: int = PROBE_CHUNK):
+def split_probe(split: str, x: torch.Tensor, y: torch.Tensor, loss: str, chunk: int | None = None):
     """A probe recording `{split}_loss` and `{split}_acc` on (x, y) from one forward pass (as
-    loss_probe and accuracy_probe give them, bitwise, from two)."""
+    loss_probe and accuracy_probe give them, bitwise, from two). `chunk`: samples per call of
+    predict (default: all; the engine's predict chunks them as suits the device)."""
     def probe(predict):
-        outputs = chunked_predict(predict, x, chunk)
+        outputs = chunked_predict(predict, x, chunk) if chunk else predict(x)
         return {f"{split}_loss": mean_loss(outputs, y, loss), f"{split}_acc": accuracy(outputs, y)}
     return probe
 
