@@ -129,7 +129,7 @@ EXTREMES = {
     "random-labels": ["lr=999.9", "epochs=1", "channels=1", "hidden=1", "n_train=20", "n_test=20", "thresholds=0.95"],
     "params-generalization": ["lr=999.9", "epochs=1", "h1=1,2", "h2=1,1", "n_train=20", "n_test=20"],
     "interpolation": ["lr=999.9", "epochs=1", "channels=1", "hidden=1", "n_train=40", "n_test=20", "small_batch=1",
-                      "large_batch=2", "n_alphas=2", "alpha_min=-1000", "alpha_max=1000"],
+                      "bn_pair=false", "large_batch=2", "n_alphas=2", "alpha_min=-1000", "alpha_max=1000"],
     "sensitivity": ["lr=999.9", "epochs=1", "channels=1", "hidden=1", "n_train=20", "n_test=20", "batch_sizes=1,2",
                     "sharpness_steps=1", "epsilon=1000"],
 }

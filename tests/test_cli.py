@@ -1,11 +1,18 @@
 """The `dlstudies` command end to end: list, run, report, and a diverged run recorded."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import matplotlib.figure
 import numpy as np
 import pytest
 
+import dlstudies
 import dlstudies.runner
 from dlstudies.cli import main
 
@@ -27,10 +34,86 @@ def test_list_names_every_registered_study(capsys):
     assert listed == set(STUDIES.names())
 
 
-def test_help_exits_zero():
+def _help(argv, capsys) -> str:
     with pytest.raises(SystemExit) as exit_:
-        main(["run", "--help"])
+        main(argv)
     assert exit_.value.code == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["list", "data", "run", "report"])
+def test_every_command_has_help_with_examples(command, capsys):
+    text = _help([command, "--help"], capsys)
+    assert "Examples:" in text and f"dlstudies {command}" in text.split("Examples:")[1]
+
+
+def test_run_help_describes_every_flag_and_ends_with_examples(capsys):
+    text = _help(["run", "--help"], capsys)
+    for flag in ("--scale", "--set", "--out", "--seeds", "--quiet", "--workers"):
+        assert flag in text
+    for described in ("preset size", "KEY=VALUE", "output folder"):
+        assert described in text
+    tail = text[text.rindex("Examples:"):]  # the last section: after every flag
+    assert text.rindex("Examples:") > text.rindex("--quiet")  # the last flag listed
+    assert tail.count("  dlstudies run ") >= 3
+
+
+def test_top_level_help_and_no_arguments_show_the_run_flags(capsys):
+    text = _help(["--help"], capsys)
+    assert "--scale" in text and "Examples:" in text
+    assert main([]) == 0
+    assert capsys.readouterr().out == text
+
+
+@pytest.mark.parametrize("argv, suggestion", [
+    (["run", "optimizer"], "did you mean 'optimizers'?"),
+    (["run", "normalisation"], "did you mean 'normalization'?"),
+    (["run", "optimizers", "--data", "digits63"], "did you mean 'digits36'"),
+    (["run", "optimizers", "--backend", "dsak"], "did you mean 'dask'?")])
+def test_misspelt_names_get_did_you_mean(argv, suggestion, capsys, tmp_path):
+    assert main([*argv, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert suggestion in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_log_gets_a_line_per_unit_a_done_line_per_study_and_the_report_url(tmp_path, capsys, no_drawing):
+    out = tmp_path / "out"
+    assert main(["run", "optimizers", *TINY, "--set", "seed_chunk=1", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "optimizers: unit 1/2 done" in captured.err and "optimizers: unit 2/2 done" in captured.err
+    answer = json.loads((out / "optimizers" / "results.json").read_text())["answer"]
+    done = [line for line in captured.err.splitlines() if line.startswith("optimizers: done in ")]
+    assert len(done) == 1 and answer.split(";")[0][:30] in done[0]
+    last = captured.out.strip().splitlines()[-1]
+    assert last.startswith(f"report: {(out / 'report.html').resolve().as_uri()} (") and last.endswith(" s)")
+
+
+def test_quiet_prints_only_the_report_line(tmp_path, capsys, no_drawing):
+    assert main(["run", "optimizers", *TINY, "--quiet", "--out", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out.startswith("report: file://")
+
+
+def _interrupt(tmp_path, signum) -> tuple[int, str]:
+    """A pool run stopped by `signum` once its first study is under way: (exit code, stderr)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(dlstudies.__file__).parents[1])}
+    argv = [sys.executable, "-m", "dlstudies", "run", "normalization", "--workers", "2", "--out", str(tmp_path)]
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    first = proc.stderr.readline()  # "normalization: 3 units, ... 3 to run": the pool is starting
+    time.sleep(1.0)
+    os.killpg(proc.pid, signum)  # as Ctrl-C and `timeout` do: the whole process group
+    rest = proc.communicate(timeout=60)[1]
+    return proc.returncode, first + rest
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_run_exits_with_the_signal_code_a_resume_line_and_no_warnings(tmp_path, signum, code):
+    returncode, err = _interrupt(tmp_path, signum)
+    assert returncode == code, err
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("normalization: 3 units")
+    assert lines[-1] == "dlstudies: interrupted — run the same command again to resume (0 units kept)"
+    assert not [line for line in lines if "arning" in line or "Traceback" in line or "leaked" in line], err
 
 
 def test_run_writes_results_and_report_which_rebuilds_without_training(tmp_path, capsys, no_drawing, monkeypatch):

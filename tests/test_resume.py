@@ -93,7 +93,7 @@ def test_ctrl_c_stops_a_process_pool_run_at_once_without_traceback(tmp_path, spa
     err = proc.communicate(timeout=60)[1]
     assert proc.returncode == 130, err
     assert time.monotonic() - sent < 10, "Ctrl-C waited for the running units"
-    assert "Traceback" not in err and "run the same command to resume" in err
+    assert "Traceback" not in err and "run the same command again to resume" in err
 
 
 def test_a_damaged_unit_file_is_recomputed_not_trusted(tmp_path):

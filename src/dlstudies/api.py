@@ -24,7 +24,8 @@ from dlstudies.errors import UsageError
 def run(study_or_list, *, scale: str = "default", seeds: int | Sequence[int] | None = None, data: str | None = None,
         out: str | Path = "runs", overrides: Mapping[str, object] | None = None, engine: str = "batched",
         device: str = "cpu", workers: int | None = None, data_dir: str | None = None, backend: str = "local",
-        scheduler: str | None = None, command: str | None = None, wait: bool = True) -> "Results":
+        scheduler: str | None = None, command: str | None = None, wait: bool = True,
+        quiet: bool = False) -> "Results":
     """Run one study or several (ids, or "all") into `out`; return their Results.
 
     - `scale`: "smoke", "default" or "paper"; `seeds`: a count (seeds 0..n-1) or a list of seed ids,
@@ -40,6 +41,7 @@ def run(study_or_list, *, scale: str = "default", seeds: int | Sequence[int] | N
       modules (not in a cell) can run in them.
     - `backend`: "local" or "dask" (with `scheduler`, a dask scheduler address).
     - `wait`: if another run is writing `out`, wait for it to end (False: raise UsageError at once).
+    - `quiet`: no progress bar or per-study lines on stderr.
     Everything is checked before the first unit trains; bad input raises `dlstudies.UsageError`.
     Units already stored in `out` are reused, so an interrupted run resumes where it stopped.
     """
@@ -51,7 +53,7 @@ def run(study_or_list, *, scale: str = "default", seeds: int | Sequence[int] | N
     command = command or _call_text(names, scale=scale, seeds=seeds, data=data, out=str(out), overrides=overrides,
                                     engine=engine, device=device, workers=workers)
     ran, report = run_many(names, scale, seeds, data, override_pairs(overrides), runtime, Path(out), backend,
-                           1 if workers is None else workers, command, wait=wait, scheduler=scheduler)
+                           1 if workers is None else workers, command, wait=wait, quiet=quiet, scheduler=scheduler)
     return Results([Path(out) / name for name in ran], report=report)
 
 

@@ -166,15 +166,16 @@ def estimate_run(names, scale, seeds, data, overrides, runtime: Runtime, backend
     return estimate(configs, lambda name: seed_ids(name, scale, seeds), runtime, workers)
 
 
-def announce_plan(configs: dict, scale: str, seeds, runtime: Runtime, workers: int) -> dict | None:
-    """Print the run's estimate (as `dlstudies plan`) before it starts; {unit: seconds} for the
-    runner's order. Not at smoke: there the timed slices would cost about as much as the run."""
+def announce_plan(configs: dict, scale: str, seeds, runtime: Runtime, workers: int, quiet: bool = False) -> dict | None:
+    """Print the run's estimate (as `dlstudies plan`; not when `quiet`) before it starts; {unit:
+    seconds} for the runner's order. Not at smoke: there the timed slices would cost about as much as the run."""
     if scale == "smoke":
         return None
     from dlstudies.plan import plan_lines
 
     estimate = estimate_run([], scale, seeds, None, [], runtime, workers=workers, configs=configs)
-    print("\n".join(["estimate:", *plan_lines(estimate)]), file=sys.stderr, flush=True)
+    if not quiet:
+        print("\n".join(["estimate:", *plan_lines(estimate)]), file=sys.stderr, flush=True)
     return estimate.unit_seconds()
 
 
@@ -187,19 +188,19 @@ def writing(out: Path, wait: bool = True) -> Iterator[Held]:
 
 
 def run_many(names, scale, seeds, data, overrides, runtime: Runtime, out: Path, backend, workers, command,
-             wait: bool = True, **opts):
+             wait: bool = True, quiet: bool = False, **opts):
     """Run the studies into `out` and render its report; returns (the studies run, in order, report path).
     `seeds`: None (each study's default), a count, or seed ids. `wait`: for another run writing `out`
     to end (else UsageError)."""
     from dlstudies.report import render_report
 
     configs = plan(names, scale, seeds, data, overrides, runtime, backend, workers, **opts)
-    cost = announce_plan(configs, scale, seeds, runtime, workers)
+    cost = announce_plan(configs, scale, seeds, runtime, workers, quiet)
     # Opened once for all studies, and before the first write: an unreachable scheduler is bad input too.
     with EXECUTORS.get(backend)(workers=workers, **opts) as execute, writing(out, wait) as held:
         check_writable(out, list(configs))
         for name, cfg in configs.items():
-            run_config(name, cfg, scale, seeds_of(name, scale, seeds), runtime, out, execute, command, cost)
+            run_config(name, cfg, scale, seeds_of(name, scale, seeds), runtime, out, execute, command, quiet, cost)
         held.check()
         return list(configs), render_report(out)
 

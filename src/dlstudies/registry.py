@@ -9,12 +9,19 @@ different qualified name taking a taken name is an error that says who holds it.
 
 from __future__ import annotations
 
+import difflib
 import sys
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
 from dlstudies.errors import UsageError
 
 T = TypeVar("T")
+
+
+def did_you_mean(name: str, choices) -> str:
+    """" (did you mean 'x'?)" for the closest valid names to a misspelt one, or ""."""
+    close = difflib.get_close_matches(str(name), list(choices), n=2, cutoff=0.7)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
 def qualified_name(item: Any, module: str) -> str:
@@ -57,7 +64,8 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         if name not in self._items:
-            raise UsageError(f"unknown {self.kind} '{name}'; valid: {', '.join(self.names())}")
+            raise UsageError(f"unknown {self.kind} '{name}'{did_you_mean(name, self.names())}; "
+                             f"valid: {', '.join(self.names())}")
         return self._items[name]
 
     def names(self) -> list[str]:

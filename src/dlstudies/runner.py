@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import platform
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
-
 from dlstudies import __version__
 from dlstudies.config import Runtime, apply_overrides, as_dict
 from dlstudies.engine import paths_taken
 from dlstudies.errors import UsageError
 from dlstudies.executors import EXECUTORS, THREADS_PER_UNIT
+from dlstudies.progress import StudyProgress, done_line
 from dlstudies.store import UnitStore, unit_key, write_json
 from dlstudies.studies import STUDIES, load_studies
 from dlstudies.studies.base import Unit, finite
@@ -49,14 +47,16 @@ def study_config(name: str, scale: str, overrides: list[str]):
 
 
 def run_study(name: str, scale: str, n_seeds: int, overrides: list[str], runtime: Runtime, out: Path,
-              backend: str = "local", workers: int = 1, command: str = "", **backend_options) -> dict:
+              backend: str = "local", workers: int = 1, command: str = "", quiet: bool = False,
+              **backend_options) -> dict:
     cfg = study_config(name, scale, overrides)
     with EXECUTORS.get(backend)(workers=workers, **backend_options) as execute:
-        return run_config(name, cfg, scale, n_seeds, runtime, out, execute, command)
+        return run_config(name, cfg, scale, n_seeds, runtime, out, execute, command, quiet)
 
 
 def run_config(name: str, cfg, scale: str, n_seeds: int | Sequence[int], runtime: Runtime, out: Path,
-               execute: Callable, command: str = "", cost: Mapping[Unit, float] | None = None) -> dict:
+               execute: Callable, command: str = "", quiet: bool = False,
+               cost: Mapping[Unit, float] | None = None) -> dict:
     """Run a study with a validated config on an open backend (`execute`, see executors.py):
     stored units are reused, the others run and are stored, longest first (`cost`: estimated
     seconds per unit, see dlstudies.plan). `n_seeds`: a count (seeds 0..n-1) or the seed ids."""
@@ -66,13 +66,32 @@ def run_config(name: str, cfg, scale: str, n_seeds: int | Sequence[int], runtime
     store = UnitStore(out / name / "units")
     stored = {key_of(u): store.load(key_of(u)) for u in units}
     todo = longest_first([u for u in units if stored[key_of(u)] is None], cost)
-    _say(f"{name}: {len(units)} units, {len(units) - len(todo)} resumed from {store.folder}, {len(todo)} to run")
-    with tqdm(total=len(todo), desc=name, disable=None, leave=False) as bar:
-        for unit, result in execute(execute_unit, todo):
+    shown = StudyProgress(name, len(todo), quiet)
+    shown.say(f"{name}: {_count(len(units), 'unit')}, {len(units) - len(todo)} resumed from {store.folder}, "
+              f"{len(todo)} to run")
+    index = {key_of(u): i for i, u in enumerate(todo)}
+    try:
+        for unit, result in execute(execute_unit, todo, shown.update):
             store.save(key_of(unit), result)  # at once: an interruption loses only running units
             stored[key_of(unit)] = result
-            bar.update()
-    return _finish(study, cfg, scale, seeds, runtime, [stored[key_of(u)] for u in units], out, command, start)
+            shown.unit_done(index[key_of(unit)], result.get("elapsed_s"), _unit_label(unit))
+    finally:
+        shown.close()
+    results = _finish(study, cfg, scale, seeds, runtime, [stored[key_of(u)] for u in units], out, command, start)
+    shown.say(done_line(name, time.perf_counter() - start, results))
+    return results
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _unit_label(unit: Unit) -> str:
+    """' (adam, seeds 0-2)': what a finished unit was, for the line a log gets."""
+    params = ", ".join(str(v) for _, v in unit.params)
+    seeds = unit.seeds
+    span = "" if not seeds else f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"
+    return f" ({', '.join(p for p in (params, span) if p)})" if params or span else ""
 
 
 def longest_first(units: list[Unit], cost: Mapping[Unit, float] | None = None) -> list[Unit]:
@@ -109,7 +128,3 @@ def environment(runtime: Runtime) -> dict:
     return {"dlstudies": __version__, "torch": torch.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "device": runtime.device, "engine": runtime.engine,
             "dtype": runtime.dtype, "threads": THREADS_PER_UNIT}
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)

@@ -103,6 +103,11 @@ def test_fraction_intervals_stay_in_bounds(values):
     assert 0.0 <= s["ci95"][0] <= s["value"] <= s["ci95"][1] <= 1.0
 
 
+def test_equal_values_have_their_mean_inside_the_interval():
+    s = stats.describe([0.1] * 10, "test_acc")  # np.mean gives 0.10000000000000002 here
+    assert s["ci95"][0] <= s["value"] <= s["ci95"][1]
+
+
 def test_positive_metric_is_a_geometric_mean_with_positive_interval():
     values = [1e-3, 2e-3, 5e-2, 1e-4, 3e-3, 1e-2, 4e-4, 2e-2]
     s = stats.describe(values, "final_loss")

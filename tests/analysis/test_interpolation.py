@@ -1,4 +1,7 @@
-"""Linear interpolation between two models (Goodfellow et al. 2015): endpoints, BatchNorm, range."""
+"""Linear interpolation between two models (Goodfellow et al. 2015): endpoints, BatchNorm, range.
+
+BatchNorm statistics at θ(α) are recomputed by default; the oracle is a hand-written float64
+forward pass with the training set's own mean and variance, and a train-mode forward pass."""
 
 import copy
 
@@ -9,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlstudies.analysis import interpolate, interpolation_curve
-from dlstudies.analysis.interpolation import default_alphas
+from dlstudies.analysis.interpolation import default_alphas, recompute_batchnorm
 
 
 
@@ -40,7 +43,7 @@ def eval_loss(model: nn.Module, x, y) -> float:
 
 def test_endpoints_reproduce_each_model():
     a, b, data = bn_mlp(0), bn_mlp(1), splits()
-    curve = interpolation_curve(a, b, F.cross_entropy, accuracy, data)
+    curve = interpolation_curve(a, b, F.cross_entropy, accuracy, data, bn_stats="interpolate")
     i0, i1 = int(np.argmin(np.abs(curve.alphas))), int(np.argmin(np.abs(curve.alphas - 1)))
     assert curve.alphas[i0] == 0.0 and curve.alphas[i1] == 1.0
     for name, (x, y) in data.items():
@@ -70,7 +73,7 @@ def test_batchnorm_statistics_are_interpolated_and_used():
     mid = copy.deepcopy(a)
     mid.load_state_dict({k: (v + b.state_dict()[k]) / 2 if v.is_floating_point() else v
                          for k, v in a.state_dict().items()})
-    curve = interpolation_curve(a, b, F.cross_entropy, None, data, alphas=[0.5])
+    curve = interpolation_curve(a, b, F.cross_entropy, None, data, alphas=[0.5], bn_stats="interpolate")
     assert curve.accuracy is None
     x, y = data["test"]
     assert curve.loss["test"][0] == pytest.approx(eval_loss(mid, x, y), rel=1e-12)
@@ -84,7 +87,7 @@ def test_alphas_reach_outside_the_segment_and_stay_finite():
         b[1].running_var.fill_(0.1)
         a[1].running_var.fill_(2.0)
     assert float(interpolate(a, b, 2.0)["1.running_var"].min()) == 0.0
-    curve = interpolation_curve(a, b, F.cross_entropy, accuracy, data)
+    curve = interpolation_curve(a, b, F.cross_entropy, accuracy, data, bn_stats="interpolate")
     assert curve.alphas.min() < 0 and curve.alphas.max() > 1
     assert all(np.all(np.isfinite(v)) for v in curve.loss.values())
 
@@ -97,3 +100,51 @@ def test_models_are_untouched_and_must_match():
     assert a.training and all(torch.equal(v, before[k]) for k, v in a.state_dict().items())
     with pytest.raises(ValueError, match="differ"):
         interpolate(a, nn.Sequential(nn.Linear(5, 3)).double(), 0.5)
+
+
+def by_hand(a: nn.Sequential, b: nn.Sequential, alpha: float, x_train, x) -> torch.Tensor:
+    """Oracle for θ(α) with recomputed statistics: Linear, BatchNorm with the training set's own
+    mean and unbiased variance of the mixed first layer's outputs, tanh, Linear; float64 by hand."""
+    mix = lambda name: (1 - alpha) * a.state_dict()[name] + alpha * b.state_dict()[name]  # noqa: E731
+    first = lambda inputs: inputs @ mix("0.weight").T + mix("0.bias")  # noqa: E731
+    h_train = first(x_train)
+    mean, var = h_train.mean(0), h_train.var(0, unbiased=True)
+    z = (first(x) - mean) / torch.sqrt(var + a[1].eps) * mix("1.weight") + mix("1.bias")
+    return torch.tanh(z) @ mix("3.weight").T + mix("3.bias")
+
+
+@pytest.mark.parametrize("alpha", [-1.0, 0.0, 0.5, 1.5, 2.0])
+def test_recomputed_statistics_are_the_training_sets_own(alpha):
+    a, b, data = bn_mlp(0), bn_mlp(1), splits()
+    (x_train, _), (x, y) = data["train"], data["test"]
+    curve = interpolation_curve(a, b, F.cross_entropy, None, data, alphas=[alpha])
+    assert curve.loss["test"][0] == pytest.approx(float(F.cross_entropy(by_hand(a, b, alpha, x_train, x), y)), rel=1e-10)
+    # And the function is what a train-mode forward pass over the training set computes (up to
+    # the unbiased variance's N/(N-1), which the stored statistics carry and the batch does not).
+    state = recompute_batchnorm(a, interpolate(a, b, alpha), x_train)
+    net = copy.deepcopy(a)
+    net.load_state_dict({**net.state_dict(), **state})
+    with torch.no_grad():
+        train_mode = F.cross_entropy(net.train()(x_train), data["train"][1])
+    assert curve.loss["train"][0] == pytest.approx(float(train_mode), rel=5e-2)
+    torch.testing.assert_close(state["1.running_mean"], (x_train @ net[0].weight.T + net[0].bias).mean(0))
+
+
+def test_recompute_differs_from_interpolated_statistics_away_from_the_endpoints_only():
+    a, b, data = bn_mlp(0), bn_mlp(1), splits()
+    x_train = data["train"][0]
+    for m in (a, b):  # the models' own statistics are the training set's: recomputing keeps them
+        m.load_state_dict(recompute_batchnorm(m, {**dict(m.named_parameters()), **dict(m.named_buffers())},
+                                              x_train), strict=False)
+    both = [interpolation_curve(a, b, F.cross_entropy, None, data, alphas=[0.0, 1.0, 1.5], bn_stats=kind).loss["test"]
+            for kind in ("recompute", "interpolate")]
+    np.testing.assert_allclose(both[0][:2], both[1][:2], rtol=1e-12)
+    assert abs(both[0][2] - both[1][2]) > 1e-6
+
+
+def test_a_model_without_batchnorm_is_left_alone_and_recompute_needs_inputs():
+    a, b = nn.Linear(5, 3).double(), nn.Linear(5, 3).double()
+    state = interpolate(a, b, 0.3)
+    assert recompute_batchnorm(a, state, None) is state
+    with pytest.raises(ValueError, match="training inputs"):
+        recompute_batchnorm(bn_mlp(0), interpolate(bn_mlp(0), bn_mlp(1), 0.3), None)

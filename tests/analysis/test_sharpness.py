@@ -1,6 +1,7 @@
 """Keskar et al.'s sharpness on quadratics whose maximum over the box is known exactly."""
 
 import copy
+import itertools
 
 import numpy as np
 import pytest
@@ -12,16 +13,21 @@ from dlstudies.analysis import sharpness
 
 
 
-class DiagonalQuadratic(nn.Module):
-    """loss = ½ Σ h_i θ_i², whatever the input: the box maximum is at a known corner."""
+class Quadratic(nn.Module):
+    """loss = ½ θᵀAθ whatever the input, for a positive semi-definite A: convex, so its box maximum
+    is at a vertex (for a diagonal A, at the known corner that pushes every |θ_i + y_i| out)."""
 
-    def __init__(self, h, theta):
+    def __init__(self, a, theta):
         super().__init__()
-        self.register_buffer("h", torch.as_tensor(h, dtype=torch.float64))
+        self.register_buffer("a", torch.as_tensor(a, dtype=torch.float64))
         self.theta = nn.Parameter(torch.as_tensor(theta, dtype=torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (0.5 * (self.h * self.theta ** 2).sum()).expand(len(x))
+        return (0.5 * self.theta @ self.a @ self.theta).expand(len(x))
+
+
+def DiagonalQuadratic(h, theta) -> Quadratic:  # noqa: N802 (reads as the class it builds)
+    return Quadratic(np.diag(h), theta)
 
 
 def mean_output(out: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
@@ -77,3 +83,39 @@ def test_network_sharpness_is_non_negative_seeded_and_leaves_the_model_alone():
     batched = sharpness(model, F.cross_entropy, x, y, epsilon=1e-2, batch_size=16)
     assert batched.value >= 0 and batched.base_loss == pytest.approx(runs[0].base_loss, rel=1e-12)
     assert model.training and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def rotated_problem(seed: int, d: int = 6):
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    a = q @ np.diag(rng.uniform(0.1, 5.0, d)) @ q.T
+    return a, rng.normal(0, 0.05, d)
+
+
+def vertex_sharpness(a, theta, eps) -> float:
+    """Oracle: the box maximum of a convex function is at one of the 2^d vertices; enumerate them."""
+    box = eps * (np.abs(theta) + 1)
+    signs = np.array(list(itertools.product((-1.0, 1.0), repeat=len(theta))))
+    points = theta + signs * box
+    top = 0.5 * np.max(np.einsum("ki,ij,kj->k", points, a, points))
+    base = 0.5 * theta @ a @ theta
+    return (top - base) / (1 + base) * 100
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_several_starts_come_close_to_the_vertex_maximum_of_a_rotated_quadratic(seed):
+    a, theta = rotated_problem(seed)
+    model, eps = Quadratic(a, theta), 0.05
+    oracle = vertex_sharpness(a, theta, eps)
+    one = sharpness(model, mean_output, X, X[:, 0], epsilon=eps, steps=5, generator=torch.Generator().manual_seed(seed))
+    five = sharpness(model, mean_output, X, X[:, 0], epsilon=eps, steps=5, starts=5,
+                     generator=torch.Generator().manual_seed(seed))
+    assert five.per_start[0] == pytest.approx(one.value, rel=1e-12)  # the first start is the one-start ascent
+    assert five.value == max(five.per_start) and len(five.per_start) == 5
+    assert one.value <= five.value <= oracle * (1 + 1e-9)
+    assert five.value >= 0.9 * oracle
+
+
+def test_several_starts_need_a_generator():
+    with pytest.raises(ValueError, match="starts"):
+        sharpness(Quadratic(np.eye(2), np.zeros(2)), mean_output, X, X[:, 0], starts=3)

@@ -1,10 +1,13 @@
-"""report.html in a real browser (Debian's headless Chromium): every image loads, no console errors.
+"""report.html in a real browser (Debian's headless Chromium), looked at as a reader would: every
+image loads, nothing runs past the page's width (wide tables scroll inside their box), every figure
+has a caption that says something (not its file name), no console errors.
 
-CI installs chromium and chromium-driver; elsewhere the test skips when they are absent. A
-screenshot of the page is kept in test-output/report.png.
+CI installs chromium and chromium-driver; elsewhere the test skips when they are absent. Screenshots
+are kept in test-output/: report.png (the top) and one per study, report-<study>.png.
 """
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -14,7 +17,22 @@ from dlstudies.cli import main
 from dlstudies.studies import ORDER
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-SCREENSHOT = Path(__file__).resolve().parents[2] / "test-output" / "report.png"
+SHOTS = Path(__file__).resolve().parents[2] / "test-output"
+SCREENSHOT = SHOTS / "report.png"
+
+# Elements whose right edge passes the page's, unless a box that scrolls (or clips) holds them.
+OVERFLOWING = """
+const width = document.documentElement.clientWidth;
+const held = e => { for (let a = e.parentElement; a; a = a.parentElement) {
+    if (['auto', 'scroll', 'hidden'].includes(getComputedStyle(a).overflowX)) return true; } return false; };
+return Array.from(document.querySelectorAll('body *'))
+  .filter(e => e.getBoundingClientRect().right > width + 1 && !held(e))
+  .map(e => e.tagName + (e.id ? '#' + e.id : '') + (e.className ? '.' + e.className : ''));
+"""
+CAPTIONS = """
+return Array.from(document.querySelectorAll('figure')).map(f => {
+  const c = f.querySelector('figcaption'); return [f.closest('section').id, c ? c.textContent.trim() : '']; });
+"""
 
 
 def _require_browser():
@@ -44,18 +62,34 @@ def report(tmp_path_factory):
     return out / "report.html"
 
 
+def _screenshots(driver, sections) -> None:
+    SHOTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(SCREENSHOT))
+    for sid in sections:
+        element = driver.find_element("id", sid)
+        driver.execute_script("arguments[0].scrollIntoView()", element)
+        element.screenshot(str(SHOTS / f"report-{sid}.png"))
+
+
 def test_report_renders_in_chromium(report):
     _require_browser()
+    from selenium.webdriver.support.wait import WebDriverWait
+
     driver = _driver()
     try:
         driver.get(report.as_uri())
+        # A busy machine may hand the page back before it has parsed and decoded every image.
+        WebDriverWait(driver, 120).until(lambda d: d.execute_script(
+            "return document.readyState === 'complete' && Array.from(document.images).every(i => i.complete)"))
         images = driver.execute_script(
             "return Array.from(document.images).map(i => [i.complete && i.naturalWidth > 0, i.alt || i.src.slice(0, 40)])")
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        driver.save_screenshot(str(SCREENSHOT))
         title = driver.title
         sections = driver.execute_script("return Array.from(document.querySelectorAll('section[id]')).map(s => s.id)")
+        overflowing = driver.execute_script(OVERFLOWING)
+        page_width = driver.execute_script("return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        captions = driver.execute_script(CAPTIONS)
+        _screenshots(driver, sections)
     finally:
         driver.quit()
     assert len(images) >= 2 * len(ORDER), "every study draws at least two figures"
@@ -63,3 +97,7 @@ def test_report_renders_in_chromium(report):
     assert errors == []
     assert "dlstudies" in title.lower()
     assert sections == list(ORDER), "one section per study, in the order of the studies"
+    assert overflowing == [] and page_width[0] <= page_width[1], overflowing
+    bare = [(sid, text) for sid, text in captions if len(text.split()) < 6 or re.search(r"\.(png|svg)\b", text)]
+    assert len(captions) == len(images) and bare == [], bare
+    assert all((SHOTS / f"report-{sid}.png").stat().st_size > 10_000 for sid in sections)

@@ -108,3 +108,100 @@ def test_drawing_never_imports_pyplot(tmp_path):
             "F.curve_band(ax, [[1, 2], [2, 3]], label='a'); F.save(fig, sys.argv[1], 'f'); "
             "assert 'matplotlib.pyplot' not in sys.modules")
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)
+
+
+def test_condition_colors_are_distinct_and_stable():
+    few = F.condition_colors(["a", "b", "c"])
+    assert list(few.values()) == list(F.OKABE_ITO[:3])
+    many = F.condition_colors([f"m{i}" for i in range(11)])
+    assert len(set(many.values())) == 11  # no palette repeats past eight conditions
+    assert F.condition_colors(["a", "b", "a"]) == {"a": F.OKABE_ITO[0], "b": F.OKABE_ITO[1]}
+
+
+def _xy(line):
+    return line.get_xdata(), line.get_ydata()
+
+
+def test_curve_band_draws_the_mean_only_while_every_seed_runs():
+    fig, ax = F.new_figure()
+    runs = [list(np.linspace(1.0, 0.5, 10)), list(np.linspace(1.1, 0.6, 10)), list(np.linspace(0.9, 0.7, 6))]
+    line = F.curve_band(ax, runs, label="a", log_y=False)
+    x, y = _xy(line)
+    assert list(x) == [1, 2, 3, 4, 5, 6] and np.allclose(y, np.mean([r[:6] for r in runs], axis=0))
+    seeds = [ln for ln in ax.get_lines() if ln is not line]
+    assert len(seeds) == 2  # the two seeds that went on, each from the mean's last step to its end
+    for seed_line, run in zip(seeds, runs[:2]):
+        sx, sy = _xy(seed_line)
+        assert list(sx) == list(range(6, 11)) and np.allclose(sy, run[5:])
+    assert all(ln.get_color() == line.get_color() for ln in seeds)
+
+
+def test_curve_band_draws_seeds_far_apart_one_line_each_without_a_band():
+    fig, ax = F.new_figure()
+    runs = [list(np.geomspace(1, 1e-1, 20)), list(np.geomspace(1, 1e-4, 20)), list(np.geomspace(1, 2e-4, 20))]
+    handle = F.curve_band(ax, runs, label="deep")
+    lines = [ln for ln in ax.get_lines() if len(ln.get_xdata())]
+    assert len(lines) == 3 and handle.get_label() == "deep"
+    assert all(len(c.get_paths()) == 0 or len(c.get_paths()[0].vertices) <= 3 for c in ax.collections)  # no band
+    assert ax.get_yscale() == "log"
+
+
+def test_band_has_an_outline_of_its_colour():
+    fig, ax = F.new_figure()
+    F.curve_band(ax, [[3, 2, 1], [3.5, 2.5, 1.2], [2.5, 1.5, 0.8]], label="a", color="#0072B2", log_y=False)
+    band = ax.collections[0]
+    assert band.get_linewidth()[0] > 0 and np.allclose(band.get_edgecolor()[0][:3], band.get_facecolor()[0][:3])
+
+
+def test_confusion_numbers_fit_the_matrix_and_large_ones_use_a_colour_bar():
+    _, (small, large) = F.new_figure(ncols=2)
+    F.confusion(small, np.eye(5) * 3 + 1)
+    F.confusion(large, np.eye(10) * 3 + 1)
+    assert len(small.texts) == 25 and max(t.get_fontsize() for t in small.texts) <= 9
+    assert small.texts[0].get_text() == "50"  # percent of the true class (4 of 8), not "0.50"
+    assert len(large.texts) == 0
+
+
+def test_tidy_ticks_leaves_no_colliding_labels():
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = F.new_figure(ncols=4, size=(6, 2))
+    for ax in axes:
+        ax.plot(np.arange(100, 200), np.arange(100) * 1e-4)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=20, integer=True))  # crowded on purpose
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    assert any(F._collide(ax.xaxis.get_ticklabels(), renderer) for ax in axes)
+    F.tidy_ticks(fig)
+    fig.draw_without_rendering()
+    assert not any(F._collide(axis.get_ticklabels(which="both"), renderer) for ax in axes for axis in (ax.xaxis, ax.yaxis))
+    assert all(len(ax.xaxis.get_majorticklocs()) >= 2 for ax in axes)
+
+
+def test_share_y_gives_panels_one_scale_and_range():
+    _, (a, b) = F.new_figure(ncols=2)
+    a.plot([1, 2], [1.0, 100.0])
+    a.set_yscale("log")
+    b.plot([1, 2], [0.01, 0.5])
+    F.share_y([a, b])
+    assert b.get_yscale() == "log" and a.get_ylim() == b.get_ylim()
+    assert a.get_ylim()[0] <= 0.01 and a.get_ylim()[1] >= 100
+
+
+def test_scatter_runs_separates_identical_points_by_a_little():
+    _, ax = F.new_figure()
+    points = F.scatter_runs(ax, [1.0] * 10, [0.9] * 10).get_offsets()
+    assert len({tuple(p) for p in np.asarray(points)}) == 10
+    assert np.all(np.abs(np.asarray(points) - [1.0, 0.9]) < 0.01)
+
+
+def test_thinned_labels_keep_first_last_and_every_kth():
+    assert F.thinned(4) == [0, 1, 2, 3]
+    picked = F.thinned(21, most=6)
+    assert picked[0] == 0 and picked[-1] == 20 and len(picked) <= 7
+    assert len(set(np.diff(picked[:-1]))) == 1  # evenly spaced before the last
+
+
+def test_confusion_grid_writes_png_and_svg(tmp_path):
+    runs = [{"confusion": {"train": np.eye(3).tolist(), "test": np.eye(3).tolist()}}]
+    assert F.confusion_grid({"a": {"runs": runs}}, tmp_path) == ["confusion.png", "confusion.svg"]

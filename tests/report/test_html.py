@@ -109,3 +109,71 @@ def test_sig3(x, text):
 def test_number_format_by_metric_name():
     assert number_format("test_acc")(0.5) == "50.0%" and number_format("val_accuracy")(1.0) == "100%"
     assert number_format("final_loss")(0.5) == "0.500" and number_format("accumulated")(0.5) == "0.500"
+
+
+def _one_study(tmp_path, **extra):
+    folder = tmp_path / "optimizers"
+    folder.mkdir(parents=True)
+    (folder / "loss_curves.png").write_bytes(TINY_PNG)
+    (folder / "results.json").write_text(json.dumps(_results("optimizers", "Q?", "Yes — adam. More.", **extra)))
+    return render_report(tmp_path).read_text()
+
+
+def test_verdicts_in_three_colours_with_counts_and_sanity_small(tmp_path):
+    checks = [{"claim": c, "source": "S", "kind": "direction", "metric": "test_acc", "verdict": v, "effect": 0.031,
+               "ci95": [0.01, 0.05], "test": "sign-flip permutation", "p_value": 0.03, "n": 5, "evidence": "e"}
+              for c, v in (("one", "supported"), ("two", "contradicted"), ("three", "inconclusive"), ("four", "supported"))]
+    html = _one_study(tmp_path, checks=checks, sanity=[{"name": "rows sum to one", "ok": True, "evidence": "ok"}])
+    table = html[html.index('class="checks"'):]
+    table = table[: table.index("</table>")]
+    for verdict, k in (("supported", 2), ("contradicted", 1), ("inconclusive", 1)):
+        assert table.count(f'<td class="{verdict}">{verdict}</td>') == k
+    assert "3.10% [1.00%, 5.00%]" in table and "p 0.03" in table
+    assert "2 / 1 / 1" in html and "supported / contradicted / inconclusive" in html
+    assert 'class="sanity"' in html and "rows sum to one" in html
+
+
+def test_one_main_table_open_and_the_rest_collapsed(tmp_path):
+    main = {"title": "Per rule", "columns": ["rule", "test accuracy"], "rows": [["adam", "97% [95%, 99%]"]]}
+    other = {"title": "Extra numbers", "columns": ["x"], "rows": [[1.5]]}
+    html = _one_study(tmp_path, table=main, tables=[other], setup="digits36 · MLP 36-20-10-5 · adam 1e-3 · 30 epochs · 3 seeds")
+    section = html[html.index('<section id="optimizers">'):]
+    assert section.index("digits36 · MLP 36-20-10-5") < section.index("Question.")  # the setup under the title
+    first_details = section.index("<details")
+    assert section.index("Per rule") < first_details  # the main table is open
+    for collapsed in ("Extra numbers", "Per seed", "Paired comparisons"):
+        assert section.index(collapsed) > first_details, collapsed
+    assert section.count("<caption>Per rule</caption>") == 1
+
+
+def test_without_a_main_table_one_condition_by_metric_table_from_the_summaries(tmp_path):
+    html = _one_study(tmp_path)
+    main = html[html.index('class="main"'):]
+    main = main[: main.index("</table>")]
+    assert "<th>test_acc</th>" in main and "<th>epochs</th>" in main
+    assert "43.0% [41.0%, 45.0%]" in main
+    assert '<td class="num">64</td>' in main  # 64 ± 0.02: the interval vanishes at three digits
+
+
+def test_a_point_interval_shows_the_number_alone():
+    from dlstudies.report.html import summary_table
+
+    table = summary_table({"a": {"summary": {"n_params": {"mean": 571, "ci95": [571, 571]},
+                                             "test_acc": {"mean": 0.99, "ci95": [0.97, 1.02]}}}})
+    assert table["rows"] == [["a", "571", "99.0% [97.0%, 100%]"]]  # and a fraction's interval stops at 100%
+
+
+def test_every_figure_gets_a_caption_that_is_not_its_file_name(tmp_path):
+    html = _one_study(tmp_path, figures=["loss_curves.png"])
+    caption = re.search(r"<figcaption>(.*?)</figcaption>", html, re.S).group(1)
+    assert "loss_curves" not in caption and "shared log scale" in caption
+    given = _one_study(tmp_path / "b", figures=["loss_curves.png"], captions={"loss_curves.png": "What the study says."})
+    assert "<figcaption>What the study says.</figcaption>" in given
+
+
+def test_about_names_report_a_and_report_b(tmp_path):
+    html = _one_study(tmp_path)
+    about = html[html.index('id="about"'):]
+    about = about[: about.index("</p>")]
+    assert "Report A" in about and "36-feature, 5-class" in about
+    assert "Report B" in about and "1-D functions and MNIST" in about

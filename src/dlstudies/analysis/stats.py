@@ -177,8 +177,8 @@ def bootstrap_ci(x: np.ndarray, level: float = CONFIDENCE) -> list:
     """Percentile bootstrap interval of the mean; inside the data's range, so inside any bounds."""
     if len(x) < 2:
         return [None, None]
-    if np.ptp(x) == 0:
-        return [float(x[0]), float(x[0])]
+    if np.ptp(x) == 0:  # the mean of equal values, as np.mean rounds it: the interval holds its statistic
+        return [float(np.mean(x)), float(np.mean(x))]
     res = sps.bootstrap((x,), np.mean, confidence_level=level, n_resamples=BOOTSTRAP_RESAMPLES,
                         method="percentile", random_state=_rng())
     return [_plain(res.confidence_interval.low), _plain(res.confidence_interval.high)]

@@ -10,6 +10,7 @@ from pathlib import Path
 from dlstudies.data.base import DATASETS, Dataset, Split
 from dlstudies.data.tabular import load_tabular
 from dlstudies.errors import UsageError
+from dlstudies.registry import did_you_mean
 
 __all__ = ["DATASETS", "Dataset", "Split", "load_data", "dataset_names", "describe_datasets"]
 
@@ -37,7 +38,7 @@ def load_data(spec: str, data_dir: str | None = None, label_column: int = -1) ->
     path = Path(spec)
     if path.suffix or path.exists() or "/" in spec:
         return load_tabular(path, label_column)
-    raise UsageError(f"unknown dataset '{spec}'; valid: {', '.join(DATASETS.names())}, or a path to a .csv/.npz file or folder")
+    raise UsageError(f"unknown dataset '{spec}'{did_you_mean(spec, DATASETS.names())}; valid: {', '.join(DATASETS.names())}, or a path to a .csv/.npz file or folder")
 
 
 def describe_datasets() -> list[str]:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dlstudies import progress
 from dlstudies.engine.schedule import StopRule
 
 
@@ -91,6 +92,7 @@ class EpochLog:
         self.diverged = np.zeros(M, dtype=bool)
         self.diverged_epoch = np.full(M, -1, dtype=np.int64)
         self.history: dict[str, list[np.ndarray]] = {}
+        progress.planned(M * stop.max_epochs)
 
     def end_epoch(self, epoch: int, loss: torch.Tensor, probes: dict[str, torch.Tensor]) -> None:
         loss = loss.detach().to("cpu", torch.float64)
@@ -98,12 +100,14 @@ class EpochLog:
         self._record({"loss": loss, **probes}, was)
         self.epochs[was.numpy()] += 1
         bad = was & ~torch.isfinite(loss)
-        done = was & ~bad & self.stop.converged(self.previous, loss)
+        done = was & ~bad & (self.stop.converged(self.previous, loss) | self.stop.reached({"loss": loss, **probes}))
         self.diverged |= bad.numpy()
         self.diverged_epoch[bad.numpy()] = epoch
         self.converged |= done.numpy()
         self.active &= ~(bad | done)
         self.previous = torch.where(was, loss, self.previous)
+        # Members that stopped now give up the rest of their planned epochs: the bar counts them done.
+        progress.trained(int(was.sum()), int((was & ~self.active).sum()) * (self.stop.max_epochs - epoch - 1))
 
     def _record(self, values: dict[str, torch.Tensor], was: torch.Tensor) -> None:
         for name, v in values.items():

@@ -27,10 +27,13 @@ ORDER_STREAM = 1_000_003
 
 @dataclass(frozen=True)
 class StopRule:
-    """Stop a member when |Δ mean epoch loss| < tolerance (if tolerance is set), or at max_epochs."""
+    """Stop a member when |Δ mean epoch loss| < tolerance (if tolerance is set), when the history
+    `watch` (the epoch loss, or a probe's name) is at or below `target` (if set), or at max_epochs."""
 
     max_epochs: int
     tolerance: float | None = None
+    target: float | None = None
+    watch: str = "loss"
 
     def __post_init__(self):
         if self.max_epochs < 1:
@@ -42,6 +45,13 @@ class StopRule:
         if self.tolerance is None:
             return torch.zeros_like(current, dtype=torch.bool)
         return (current - previous).abs() < self.tolerance  # NaN previous (first epoch) compares False
+
+    def reached(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Members whose watched value is at or below the target (none without a target)."""
+        watched = values[self.watch].detach().to("cpu", torch.float64)
+        if self.target is None:
+            return torch.zeros_like(watched, dtype=torch.bool)
+        return watched <= self.target
 
 
 def fixed_epochs(n: int) -> StopRule:

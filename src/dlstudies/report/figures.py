@@ -4,7 +4,17 @@ Figures are `matplotlib.figure.Figure` objects drawn on the Agg canvas, so nothi
 display or touches global state, and studies can draw in worker processes.
 
 One palette everywhere: Okabe & Ito (2008), distinguishable under the common colour-vision
-deficiencies. Yellow is last because it is faint on white.
+deficiencies, ordered so that neighbours differ most (the two blues far apart); yellow is last
+because it is faint on white. A study with more conditions than the palette has colours takes
+them from viridis instead, in condition order (its conditions are then a sequence: sizes, rates).
+`condition_colors` gives each condition its colour once, so every figure of a study agrees.
+
+Curves over seeds (`curve_band`): the mean and its band are drawn only while every seed still
+runs; past the step where the first seed stopped, each remaining seed is a thin line of its own,
+so a mean never jumps when a seed drops out. Seeds that end more than SPREAD_FOR_SEEDS apart (a
+bimodal result) are drawn each as a thin line throughout, with no band between them.
+
+`save` writes PNG and SVG, after `tidy_ticks` has thinned any axis whose tick labels collide.
 
 Bands over seeds (`mean_band`): at each step, the runs still running give the mean and a 95%
 t-interval of that mean. With only two runs the t quantile is 12.7 and the band would swamp the
@@ -22,18 +32,24 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Sequence
 
+import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_hex, to_rgba
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.markers import MarkerStyle
+from matplotlib.ticker import FixedLocator, LogLocator, MaxNLocator, NullFormatter
 from scipy import stats as sps
 
 from dlstudies.store import write_atomic
 
-OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#000000", "#F0E442")
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000", "#F0E442")
 CONFUSION_CMAP = "Blues"  # sequential, monotone in lightness: readable in grey and by all viewers
 DPI = 120
 DECADES_FOR_LOG = 2.0  # data spanning at least this many decades gets a log axis
+SPREAD_FOR_SEEDS = 10.0  # final values of the seeds further apart than this factor: one line per seed
+MAX_ANNOTATED_CLASSES = 8  # larger confusion matrices get a colour bar instead of numbers in cells
 
 
 def color(i: int) -> str:
@@ -41,11 +57,22 @@ def color(i: int) -> str:
     return OKABE_ITO[i % len(OKABE_ITO)]
 
 
-def new_figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] | None = None):
-    """(fig, axes): one Axes for a 1x1 grid, else a flat (row-major) array of Axes."""
+def condition_colors(names) -> dict[str, str]:
+    """{name: colour} for a study's conditions in order: the palette, or viridis past its length."""
+    names = list(dict.fromkeys(names))
+    if len(names) <= len(OKABE_ITO):
+        return {n: color(i) for i, n in enumerate(names)}
+    cmap = matplotlib.colormaps["viridis"]
+    return {n: to_hex(cmap(0.9 * i / (len(names) - 1))) for i, n in enumerate(names)}
+
+
+def new_figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] | None = None, sharey: bool = False):
+    """(fig, axes): one Axes for a 1x1 grid, else a flat (row-major) array of Axes. sharey: one y
+    scale and range for every panel, so panels compare at a glance."""
     size = size or (4.8 * ncols, 3.6 * nrows)
     fig = Figure(figsize=size, layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    FigureCanvasAgg(fig)  # a renderer for tidy_ticks' measurements, without pyplot
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=sharey).ravel()
     for ax in axes:
         ax.set_prop_cycle(color=OKABE_ITO)
         ax.grid(True, alpha=0.3)
@@ -101,19 +128,85 @@ def _label(ax: Axes, xlabel: str | None, ylabel: str | None) -> None:
         ax.set_ylabel(ylabel)
 
 
+def _first_partial(count: np.ndarray) -> int:
+    """The first step at which some seed that ran has stopped (len(count) if none has)."""
+    short = np.flatnonzero(count < count.max(initial=0))
+    return int(short[0]) if short.size else len(count)
+
+
+def _spread(x: np.ndarray) -> float:
+    """How far apart the seeds' last finite values are (max / min), 1 when it cannot be said."""
+    last = np.array([row[np.isfinite(row)][-1] for row in x if np.isfinite(row).any()])
+    return float(last.max() / last.min()) if last.size > 1 and np.all(last > 0) else 1.0
+
+
 def curve_band(ax: Axes, runs, label: str, color: str | None = None, x=None, log_y: bool | None = None,
                xlabel: str = "epoch", ylabel: str | None = None):
-    """Mean over seeds with its 95% band; log_y=None switches to log when the mean spans decades."""
-    mean, lo, hi, _ = mean_band(runs)
+    """Mean over seeds with its 95% band while every seed runs, then thin per-seed lines (see the
+    module docstring); log_y=None switches to log when the values span decades."""
+    values = _ragged(runs)
+    mean, lo, hi, count = mean_band(runs)
     x = np.arange(1, len(mean) + 1) if x is None else np.asarray(x, dtype=float)[: len(mean)]
-    (line,) = ax.plot(x, mean, label=label, color=color, lw=1.5)
-    ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
+    apart = _spread(values) > SPREAD_FOR_SEEDS
+    end = 0 if apart else _first_partial(count)
+    (line,) = ax.plot(x[:end], mean[:end], label=None if apart else label, color=color, lw=1.6)
+    color = line.get_color()
+    ax.fill_between(x[:end], lo[:end], hi[:end], facecolor=to_rgba(color, 0.15), edgecolor=to_rgba(color, 0.7), lw=0.6)
+    first = _seed_lines(ax, x, values, 0 if apart else max(end - 1, 0), color, label if apart else None)
     if xlabel in INTEGER_AXES:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if log_y or (log_y is None and spans_decades(mean)):
+        ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True))
+    if log_y or (log_y is None and spans_decades(values[np.isfinite(values)])):
         ax.set_yscale("log", nonpositive="clip")  # switch on only: an earlier curve may need it
     _label(ax, xlabel, ylabel)
-    return line
+    return first if apart and first is not None else line
+
+
+def _seed_lines(ax: Axes, x, values: np.ndarray, start: int, color: str, label: str | None):
+    """Each seed from `start` to its end as a thin line (from start = 0: every seed whole, the first
+    one labelled; else the continuation after the mean's last point). Returns the labelled line."""
+    labelled = None
+    for row in values:
+        part = row[start:]
+        if np.isfinite(part).sum() >= (1 if start == 0 else 2):
+            (seed_line,) = ax.plot(x[start:], part, color=color, lw=0.7, alpha=0.75, label=label)
+            labelled, label = labelled or seed_line, None
+    return labelled
+
+
+def share_y(axes) -> None:
+    """One y scale and range over panels drawn separately (log if any is log): equal heights compare."""
+    axes = list(np.ravel(axes))
+    if any(ax.get_yscale() == "log" for ax in axes):
+        for ax in axes:
+            ax.set_yscale("log", nonpositive="clip")
+    lo = min(ax.get_ylim()[0] for ax in axes)
+    hi = max(ax.get_ylim()[1] for ax in axes)
+    for ax in axes:
+        ax.set_ylim(lo, hi)
+
+
+def scatter_runs(ax: Axes, x, y, jitter: float = 0.006, seed: int = 0, **style):
+    """One point per run, with a little deterministic jitter (a fraction of the data's span) and
+    transparency, so that runs at the same value (train accuracy 1.0) stay countable."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    rng = np.random.default_rng(seed)
+
+    def shake(v):
+        span = np.ptp(v) if v.size and np.ptp(v) > 0 else max(abs(float(v.max(initial=1.0))), 1.0) * 0.05
+        return v + rng.uniform(-jitter, jitter, v.size) * span if v.size else v
+
+    style = {"alpha": 0.6, "s": 22, **style}
+    if MarkerStyle(style.get("marker", "o")).is_filled():  # an "x" or "+" has no edge to outline
+        style = {"edgecolors": "white", "linewidths": 0.4, **style}
+    return ax.scatter(shake(x), shake(y), **style)
+
+
+def thinned(n: int, most: int = 6) -> list[int]:
+    """Indices to label among n points: the first, the last and every k-th, at most about `most`."""
+    if n <= most:
+        return list(range(n))
+    step = int(np.ceil((n - 1) / (most - 1)))
+    return sorted(set(range(0, n, step)) | {n - 1})
 
 
 def row_normalise(matrix) -> np.ndarray:
@@ -124,18 +217,23 @@ def row_normalise(matrix) -> np.ndarray:
 
 
 def confusion(ax: Axes, matrix, class_names=None, title: str = "", colorbar: bool = False):
-    """Row-normalised confusion matrix (rows: true class) with each cell's fraction written in."""
+    """Row-normalised confusion matrix (rows: true class); each cell's percentage written in, in a
+    font sized to the matrix, up to MAX_ANNOTATED_CLASSES classes (larger: the colour bar reads it)."""
     m = row_normalise(matrix)
     names = [str(c) for c in (class_names if class_names is not None else range(len(m)))]
     image = ax.imshow(m, cmap=CONFUSION_CMAP, vmin=0.0, vmax=1.0)
-    for (i, j), v in np.ndenumerate(m):
-        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8,
-                color="white" if v > 0.6 else "black")  # dark cells need light text
-    ax.set(xticks=range(len(names)), yticks=range(len(names)), xticklabels=names, yticklabels=names,
+    if len(m) <= MAX_ANNOTATED_CLASSES:
+        size = min(9.0, 40.0 / len(m) + 2.0)
+        for (i, j), v in np.ndenumerate(m):
+            ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=size,
+                    color="white" if v > 0.6 else "black")  # dark cells need light text
+    step = 1 if len(names) <= 10 else 2
+    ticks = list(range(0, len(names), step))
+    ax.set(xticks=ticks, yticks=ticks, xticklabels=names[::step], yticklabels=names[::step],
            xlabel="predicted", ylabel="true", title=title)
     ax.grid(False)
     if colorbar:
-        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
     return image
 
 
@@ -174,11 +272,12 @@ def errorbar_x(ax: Axes, x, summaries: Sequence[dict], label: str | None = None,
 
 
 def condition_bands(ax: Axes, conditions: dict, curve: str, label=None, **band):
-    """One curve_band per condition of results.json, over its runs' curves[curve], in palette order;
-    label(name) makes a condition's legend entry (default: its name)."""
-    for j, (name, c) in enumerate(conditions.items()):
-        curve_band(ax, [r["curves"][curve] for r in c["runs"]], label=label(name) if label else name, color=color(j),
-                   **band)
+    """One curve_band per condition of results.json, over its runs' curves[curve], in the study's
+    colours (condition_colors); label(name) makes a condition's legend entry (default: its name)."""
+    colors = condition_colors(conditions)
+    for name, c in conditions.items():
+        curve_band(ax, [r["curves"][curve] for r in c["runs"]], label=label(name) if label else name,
+                   color=colors[name], **band)
 
 
 def training_loss_figure(conditions: dict, folder, title: str, **legend) -> list[str]:
@@ -191,16 +290,19 @@ def training_loss_figure(conditions: dict, folder, title: str, **legend) -> list
 
 
 def confusion_grid(conditions: dict, folder, name: str = "confusion", width: float = 2.9, height: float = 3.0,
-                   svg: bool = False) -> list[str]:
+                   svg: bool = True) -> list[str]:
     """Train (top row) and test (bottom row) confusion matrices of each condition, summed over its seeds
-    and row-normalised; width x height inches a panel. SVG off by default: a number in every cell makes it
-    large and slow."""
+    and row-normalised, in percent; width x height inches a panel. Past MAX_ANNOTATED_CLASSES classes the
+    cells carry no numbers and one colour bar reads them all."""
     fig, axes = new_figure(ncols=len(conditions), nrows=2, size=(width * len(conditions), 2 * height))
     axes = np.asarray(axes).reshape(2, -1)
+    image = None
     for j, (label, c) in enumerate(conditions.items()):
         for i, split in enumerate(("train", "test")):
             total = np.sum([np.asarray(r["confusion"][split], dtype=float) for r in c["runs"]], axis=0)
-            confusion(axes[i, j], total, title=f"{label}, {split}")
+            image = confusion(axes[i, j], total, title=f"{label}, {split}")
+    if image is not None and image.get_array().shape[0] > MAX_ANNOTATED_CLASSES:
+        fig.colorbar(image, ax=list(axes.ravel()), shrink=0.6, label="fraction of the true class")
     return save(fig, folder, name, svg=svg)
 
 
@@ -210,6 +312,44 @@ def _render(fig: Figure, fmt: str) -> bytes:
     metadata = {"Date": None} if fmt == "svg" else {"Software": None}
     fig.savefig(buf, format=fmt, dpi=DPI, metadata=metadata)
     return buf.getvalue()
+
+
+def _collide(labels, renderer, pad: float = 2.0) -> bool:
+    """Whether any two visible, non-empty tick labels overlap (with `pad` pixels to spare)."""
+    boxes = [t.get_window_extent(renderer).expanded(1.0, 1.0).padded(pad / 2)
+             for t in labels if t.get_visible() and t.get_text()]
+    return any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def _thin(axis) -> None:
+    """Fewer ticks on an axis: minor labels off first, then half the major ticks."""
+    if axis.get_scale() == "log" and any(t.get_text() for t in axis.get_ticklabels(minor=True)):
+        axis.set_minor_formatter(NullFormatter())
+        return
+    locator = axis.get_major_locator()
+    if isinstance(locator, FixedLocator):
+        axis.set_major_locator(FixedLocator(locator.locs[::2]))
+    elif axis.get_scale() == "log":
+        axis.set_major_locator(LogLocator(numticks=max(2, len(axis.get_majorticklocs()) // 2)))
+    else:
+        integer = isinstance(locator, MaxNLocator) and locator._integer
+        axis.set_major_locator(MaxNLocator(nbins=max(2, len(axis.get_majorticklocs()) // 2), integer=integer))
+
+
+def tidy_ticks(fig: Figure, rounds: int = 3) -> None:
+    """Thin every axis whose tick labels collide, measured on the drawn figure (3-D axes aside);
+    titles wrap rather than run off the figure's edge."""
+    for ax in fig.axes:
+        ax.title.set_wrap(True)
+    for _ in range(rounds):
+        fig.draw_without_rendering()
+        renderer = fig.canvas.get_renderer()
+        crowded = [axis for ax in fig.axes if ax.name != "3d" for axis in (ax.xaxis, ax.yaxis)
+                   if _collide(axis.get_ticklabels(which="both"), renderer)]
+        if not crowded:
+            return
+        for axis in crowded:
+            _thin(axis)
 
 
 # Inside `kept_figures()`, `save` hands each figure over instead of writing and releasing it (Results.figure).
@@ -228,12 +368,16 @@ def kept_figures():
 
 
 def save(fig: Figure, folder, name: str, svg: bool = True) -> list[str]:
-    """Write name.png (and name.svg) atomically into folder, release the figure, return the names."""
+    """Write name.png and name.svg atomically into folder (ticks tidied first), release the figure,
+    return the names. svg=False is for callers that know better; every study draws both."""
     formats = ("png", "svg") if svg else ("png",)
     kept = _KEPT.get()
     if kept is not None:  # the caller wants the Figure itself: no file, no rendering
         kept[name] = fig
         return [f"{name}.{fmt}" for fmt in formats]
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    tidy_ticks(fig)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for fmt in formats:
@@ -249,5 +393,6 @@ def _close(fig: Figure) -> None:
     fig.clear()
 
 
-__all__ = ["OKABE_ITO", "bar_ci", "color", "condition_bands", "confusion", "confusion_grid", "curve_band", "errorbar_x",
-           "kept_figures", "mean_band", "new_figure", "row_normalise", "save", "spans_decades", "training_loss_figure"]
+__all__ = ["OKABE_ITO", "bar_ci", "color", "condition_bands", "condition_colors", "confusion", "confusion_grid",
+           "curve_band", "errorbar_x", "kept_figures", "mean_band", "new_figure", "row_normalise", "save", "scatter_runs",
+           "share_y", "spans_decades", "thinned", "tidy_ticks", "training_loss_figure"]

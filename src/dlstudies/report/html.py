@@ -17,6 +17,7 @@ import jinja2
 
 import dlstudies
 from dlstudies.errors import UsageError
+from dlstudies.report.captions import caption
 from dlstudies.store import write_atomic
 from dlstudies.studies import ORDER
 
@@ -77,26 +78,50 @@ def _figure_names(names: list[str]) -> list[str]:
     return [n for n in names if not (Path(n).suffix == ".svg" and Path(n).with_suffix("") in pngs)]
 
 
-def _figure(folder: Path, name: str) -> dict:
+def _figure(folder: Path, name: str, study: str, captions: dict | None) -> dict:
     path = folder / name
     mime = MIME.get(path.suffix.lower())
+    found = {"name": name, "caption": caption(study, name, captions), "uri": None}
     if mime is None or not path.is_file():
-        return {"name": name, "uri": None}
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return {"name": name, "uri": f"data:{mime};base64,{data}"}
+        return found
+    return {**found, "uri": f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"}
 
 
-def _metric_tables(conditions: dict) -> list[dict]:
-    """One table per metric: mean and 95% CI of each condition, from conditions[*].summary."""
+def _cell(fmt, s: dict) -> str:
+    """'mean [lo, hi]': the mean with its own interval; a bare number where the interval is a point
+    (a parameter count, a depth: the same in every seed)."""
+    mean, (lo, hi) = s.get("mean"), (s.get("ci95") or [None, None])[:2]
+    if mean is None or lo is None or hi is None or fmt(lo) == fmt(hi) == fmt(mean):
+        return str(int(mean)) if isinstance(mean, float) and mean.is_integer() and fmt is sig3 else fmt(mean)
+    if fmt is percent:  # a fraction's interval stays inside [0, 1]
+        lo, hi = max(lo, 0.0), min(hi, 1.0)
+    return f"{fmt(mean)} {_ci(fmt, [lo, hi])}"
+
+
+def summary_table(conditions: dict) -> dict | None:
+    """One condition x metric table of means with their 95% CIs, from conditions[*].summary."""
     metrics = list(dict.fromkeys(m for c in conditions.values() for m in c.get("summary", {})))
-    return [{"metric": m, "rows": [_summary_row(name, c["summary"][m], number_format(m))
-                                   for name, c in conditions.items() if m in c.get("summary", {})]}
-            for m in metrics]
+    if not metrics:
+        return None
+    rows = [[name] + [_cell(number_format(m), c["summary"][m]) if m in c.get("summary", {}) else MISSING for m in metrics]
+            for name, c in conditions.items()]
+    return {"title": "Per condition: mean [95% CI] over seeds", "columns": ["condition", *metrics], "rows": rows}
 
 
-def _summary_row(condition: str, s: dict, fmt) -> dict:
-    return {"condition": condition, "mean": fmt(s.get("mean")), "ci": _ci(fmt, s.get("ci95")),
-            "n": s.get("n", MISSING)}
+def per_seed_table(conditions: dict) -> dict | None:
+    """Every run's own numbers: condition, seed, metrics, and whether it converged or diverged."""
+    runs = [(name, r) for name, c in conditions.items() for r in c.get("runs", [])]
+    metrics = list(dict.fromkeys(m for _, r in runs for m in r.get("metrics", {})))
+    if not runs or not metrics:
+        return None
+    flags = [f for f in ("converged", "diverged") if any(f in r for _, r in runs)]
+    rows = [[name, r.get("seed", MISSING)] + [number_format(m)(r["metrics"].get(m)) for m in metrics]
+            + [_flag(r.get(f)) for f in flags] for name, r in runs]
+    return {"title": "Per seed", "columns": ["condition", "seed", *metrics, *flags], "rows": rows}
+
+
+def _flag(value) -> str:
+    return MISSING if value is None else ("yes" if value else "no")
 
 
 def _table(t: dict) -> dict:
@@ -117,25 +142,67 @@ def _diverged(conditions: dict) -> list[dict]:
             for name, c in conditions.items() for run in c.get("runs", []) if run.get("diverged")]
 
 
-def _checks_passed(checks: list[dict]) -> str:
-    """'supported / contradicted / inconclusive' counts (a legacy check's `passed` read as a verdict)."""
+VERDICTS = ("supported", "contradicted", "inconclusive")
+
+
+def _check(c: dict) -> dict:
+    """A check in three colours with its effect and interval; an older check's `passed` reads as
+    supported or contradicted."""
+    verdict = c.get("verdict") or ("supported" if c.get("passed") else "contradicted")
+    verdict = verdict if verdict in VERDICTS else "inconclusive"
+    fmt = number_format(c.get("metric", "") or "")
+    effect = " ".join(x for x in (fmt(c.get("effect")) if c.get("effect") is not None else "",
+                                  _ci(fmt, c.get("ci95")) if c.get("ci95") else "") if x)
+    test = ", ".join(x for x in (c.get("test"), f"p {p_value(c.get('p_value'))}" if c.get("p_value") is not None else "",
+                                 f"n = {c['n']}" if c.get("n") is not None else "") if x)
+    return {**_claim(c), "result": verdict, "css": verdict, "effect_text": effect, "test_text": test}
+
+
+def _claim(c: dict) -> dict:
+    return {"claim": c.get("claim", ""), "source": c.get("source", ""), "evidence": c.get("evidence", "")}
+
+
+def _sanity(c: dict) -> dict:
+    return {"name": c.get("name", ""), "ok": bool(c.get("ok")), "evidence": c.get("evidence", "")}
+
+
+def checks_summary(checks: list[dict]) -> str:
+    """'3 / 1 / 0': how many checks are supported / contradicted / inconclusive."""
     if not checks:
         return MISSING
-    verdicts = [c.get("verdict") or ("supported" if c.get("passed") else "contradicted") for c in checks]
-    return " / ".join(str(verdicts.count(v)) for v in ("supported", "contradicted", "inconclusive"))
+    results = [_check(c)["result"] for c in checks]
+    return " / ".join(str(results.count(v)) for v in VERDICTS)
+
+
+def setup_line(r: dict) -> str:
+    """The study's one-line setup, or one pieced together from its config (data, budget, seeds)."""
+    if r.get("setup"):
+        return str(r["setup"])
+    cfg = r.get("config", {})
+    parts = [f"data {cfg['data']}" if cfg.get("data") else "",
+             f"{cfg['optimizer']}" + (f" lr {cfg['lr']:g}" if cfg.get("lr") else "") if cfg.get("optimizer") else "",
+             f"up to {cfg['max_epochs']} epochs" if cfg.get("max_epochs") else "",
+             f"batch {cfg['batch_size']}" if cfg.get("batch_size") else "",
+             f"{len(r.get('seeds', []))} seeds" if r.get("seeds") else ""]
+    return " · ".join(p for p in parts if p)
 
 
 def study_view(folder: Path, r: dict) -> dict:
     """Everything the template shows for one study, formatted; tolerant of missing optional fields."""
     conditions, checks = r.get("conditions", {}), r.get("checks", [])
     study_id = str(r.get("study", folder.name))
+    main = _table(r["table"]) if r.get("table") else summary_table(conditions)
+    more = [_table(t) for t in r.get("tables", [])]
+    if main is None and more:
+        main, more = more[0], more[1:]
     return {"id": study_id, "anchor": re.sub(r"[^a-z0-9-]", "-", study_id.lower()),
             "question": r.get("question", ""), "answer": r.get("answer", ""), "scale": r.get("scale"),
-            "seeds": ", ".join(map(str, r.get("seeds", []))),
-            "figures": [_figure(folder, n) for n in _figure_names(r.get("figures", []))],
-            "metric_tables": _metric_tables(conditions), "tables": [_table(t) for t in r.get("tables", [])],
+            "setup": setup_line(r), "seeds": ", ".join(map(str, r.get("seeds", []))),
+            "figures": [_figure(folder, n, study_id, r.get("captions")) for n in _figure_names(r.get("figures", []))],
+            "main_table": main, "tables": more, "per_seed": per_seed_table(conditions),
             "comparisons": [_comparison(c) for c in r.get("comparisons", [])],
-            "checks": checks, "checks_passed": _checks_passed(checks), "diverged": _diverged(conditions),
+            "checks": [_check(c) for c in checks], "checks_passed": checks_summary(checks),
+            "sanity": [_sanity(c) for c in r.get("sanity", [])], "diverged": _diverged(conditions),
             "command": r.get("command"), "config": json.dumps(r.get("config", {}), indent=2, sort_keys=True),
             "environment": r.get("environment", {}), "elapsed": elapsed(r.get("elapsed_s"))}
 

@@ -192,11 +192,13 @@ def _by_target(results: dict, target: str) -> dict:
 
 def _loss_figure(results: dict, targets: list[str], folder) -> list[str]:
     f, axes = fig.new_figure(ncols=len(targets), size=(4.8 * len(targets), 3.6))
+    colors = fig.condition_colors(results["models"])
     for ax, t in zip(np.atleast_1d(axes), targets):
-        for i, (model, c) in enumerate(_by_target(results, t).items()):
-            fig.curve_band(ax, [r["curves"]["loss"] for r in c["runs"]], label=_label(results, model), color=fig.color(i),
+        for model, c in _by_target(results, t).items():
+            fig.curve_band(ax, [r["curves"]["loss"] for r in c["runs"]], label=_label(results, model), color=colors[model],
                            x=c["runs"][0]["curves"]["epoch"], log_y=True, ylabel="training MSE")
-        ax.set_title(f"{t}: training loss (mean, 95% band)")
+        # Seeds far apart at the end (a bimodal result) are drawn one line each, not as one band.
+        ax.set_title(f"{t}: training MSE (mean, 95% band)")
         ax.legend()
     return fig.save(f, folder, "loss_curves")
 
@@ -211,8 +213,9 @@ def _prediction_figure(results: dict, targets: list[str], folder) -> list[str]:
     for ax, t in zip(np.atleast_1d(axes), targets):
         truth = results["truth"][t]
         ax.plot(truth["x"], truth["y"], color="black", lw=1.0, ls="--", label="ground truth")
-        for i, (model, c) in enumerate(_by_target(results, t).items()):
-            fig.curve_band(ax, [r["prediction"] for r in c["runs"]], label=_label(results, model), color=fig.color(i),
+        colors = fig.condition_colors(results["models"])
+        for model, c in _by_target(results, t).items():
+            fig.curve_band(ax, [r["prediction"] for r in c["runs"]], label=_label(results, model), color=colors[model],
                            x=truth["x"], log_y=False, xlabel="x", ylabel="prediction")
         ax.set_title(f"{t}: test predictions (mean, 95% band)")
         ax.legend(fontsize=7)

@@ -226,16 +226,19 @@ def figures(results: dict, folder) -> list[str]:
 
 
 def _label(results: dict, name: str) -> str:
-    m = results["models"][name]
-    return f"{name} ({m['layers']} layers, {m['n_params']} params)"
+    m = results["models"][name]  # the depth the study varies: conv layers of a CNN, hidden layers of an MLP
+    depth = f"{len(m['channels'])} conv" if m.get("channels") else f"{len(m.get('hidden', []))} hidden"
+    return f"{name} ({depth}, {m['n_params']:,} params)"
 
 
 def _curves(results: dict, conditions: dict, folder) -> list[str]:
     f, axes = fig.new_figure(ncols=3, size=(14, 3.8))
     titles = {"loss": "training loss (cross-entropy)", "train_acc": "training accuracy", "test_acc": "test accuracy"}
+    axes[2].sharey(axes[1])  # train and test accuracy on one scale
+    colors = fig.condition_colors(conditions)
     for ax, (curve, title) in zip(axes, titles.items()):
-        for i, (name, c) in enumerate(conditions.items()):
-            fig.curve_band(ax, [r["curves"][curve] for r in c["runs"]], label=_label(results, name), color=fig.color(i),
+        for name, c in conditions.items():
+            fig.curve_band(ax, [r["curves"][curve] for r in c["runs"]], label=_label(results, name), color=colors[name],
                            log_y=False, ylabel=title)
         ax.set_title(f"{title} per epoch (mean, 95% band)")
     axes[0].legend(fontsize=7)
@@ -244,7 +247,8 @@ def _curves(results: dict, conditions: dict, folder) -> list[str]:
 
 def _test_bars(conditions: dict, folder) -> list[str]:
     f, ax = fig.new_figure(size=(5.5, 3.8))
-    fig.bar_ci(ax, list(conditions), [c["summary"]["test_acc"] for c in conditions.values()], ylabel="test accuracy")
+    fig.bar_ci(ax, list(conditions), [c["summary"]["test_acc"] for c in conditions.values()], ylabel="test accuracy",
+               colors=list(fig.condition_colors(conditions).values()))
     ax.set_title("Final test accuracy (mean and 95% CI over seeds)")
     return fig.save(f, folder, "test_accuracy")
 

@@ -245,15 +245,34 @@ def _contours(run: dict, folder) -> list[str]:
 
 
 def _surfaces(run: dict, folder) -> list[str]:
-    f = Figure(figsize=(11, 4.8), layout="constrained")
+    from matplotlib.ticker import MaxNLocator  # here, not at the top: only this figure needs them
+    from scipy.interpolate import RegularGridInterpolator
+
+    f = Figure(figsize=(11, 5.4), layout="constrained")
     for k, name in enumerate(PLANES):
         ax = f.add_subplot(1, 2, k + 1, projection="3d")  # the "3d" projection comes with mpl_toolkits.mplot3d
         plane = run["planes"][name]
         a, b = np.meshgrid(plane["alphas"], plane["betas"])
-        ax.plot_surface(a, b, _log_loss(plane), cmap="viridis", lw=0, antialiased=True)
+        z = _log_loss(plane)
+        lift = RegularGridInterpolator((plane["betas"], plane["alphas"]), z, bounds_error=False, fill_value=None)
+        # Rasterized: the SVG keeps one image of the surface, not thousands of polygons.
+        ax.plot_surface(a, b, z, cmap="viridis", lw=0, antialiased=True, alpha=0.8, rasterized=True)
+        if plane.get("trajectory"):  # the training path, lifted onto the surface it crossed
+            path = np.asarray(plane["trajectory"], dtype=float)
+            ax.plot(path[:, 0], path[:, 1], lift(path[:, ::-1]) + 0.02 * np.ptp(z), "-o", color="black", ms=3, lw=1.4,
+                    label="training trajectory", zorder=5)
+            ax.legend(fontsize=7, loc="upper left")
+        ax.plot([0], [0], lift([[0.0, 0.0]]), "*", color=fig.color(4), ms=12, zorder=6)
+        for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
+            axis.set_major_locator(MaxNLocator(4))
         xlabel, ylabel = _axis_labels(plane, name)
-        ax.set(xlabel=xlabel, ylabel=ylabel, zlabel="log10 training loss", title=f"{name} plane, seed {run['seed']}")
-    return fig.save(f, folder, "surfaces_3d", svg=False)  # a 3-D surface as SVG is thousands of polygons
+        ax.set_xlabel(xlabel, labelpad=6, fontsize=8)
+        ax.set_ylabel(ylabel, labelpad=6, fontsize=8)
+        ax.set_zlabel("log10 training loss", labelpad=4, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.set_box_aspect(None, zoom=0.82)  # room inside the panel for the axis labels
+        ax.set_title(f"{name} plane, seed {run['seed']} (* trained solution)", fontsize=10)
+    return fig.save(f, folder, "surfaces_3d")
 
 
 def _profiles(runs: list[dict], config: dict, folder) -> list[str]:

@@ -298,8 +298,9 @@ def figures(results: dict, folder) -> list[str]:
              lambda m: m["collapsed"]), ("||∇L|| tolerance not reached", lambda m: not m["reached"] and not m["collapsed"]))
     for i, (label, keep) in enumerate(kinds):
         pts = [r["metrics"] for r in runs if keep(r["metrics"]) and r["metrics"]["loss"] is not None]
-        ax.scatter([p["loss"] for p in pts], [p["minimal_ratio"] for p in pts], label=f"{label} ({len(pts)})",
-                   color=fig.color(i), marker="ox^"[i], s=24, alpha=0.8)
+        # See-through, as runs often share a minimal ratio.
+        fig.scatter_runs(ax, [p["loss"] for p in pts], [p["minimal_ratio"] for p in pts], jitter=0.0,
+                         label=f"{label} ({len(pts)})", color=fig.color(i), marker="ox^"[i], s=24)
     losses = [r["metrics"]["loss"] for r in runs if r["metrics"]["loss"]]
     if fig.spans_decades(losses):
         ax.set_xscale("log")

@@ -291,7 +291,7 @@ def _overfit_check(cfg: Config, conditions: dict, norm: str) -> dict:
 def figures(results: dict, folder) -> list[str]:
     conditions, cfg = results["conditions"], results["config"]
     files = _loss_panels(conditions, cfg, folder) + _overlay(conditions, cfg, folder) + fig.confusion_grid(conditions, folder)
-    return files + _overfitting(conditions, folder) + _equal_epochs(results["budgets"], folder)
+    return files + _overfitting(conditions, cfg, folder) + _equal_epochs(results["budgets"], cfg, folder)
 
 
 def _grid(cfg: dict) -> list[list[str]]:
@@ -300,12 +300,25 @@ def _grid(cfg: dict) -> list[list[str]]:
     return [[condition(c, n, t) for n in c.norms] for t in c.thresholds]
 
 
+def _colors(cfg: dict) -> dict[str, str]:
+    """One colour per normalization, the same at every threshold and in every figure."""
+    return fig.condition_colors(cfg["norms"])
+
+
+def _color(cfg: dict, name: str) -> str:
+    return _colors(cfg)[name.split("@")[0]]
+
+
 def _loss_panels(conditions: dict, cfg: dict, folder) -> list[str]:
     grid = _grid(cfg)
-    f, axes = fig.new_figure(ncols=len(grid[0]), nrows=len(grid), size=(3.4 * len(grid[0]), 3.0 * len(grid)))
+    f, axes = fig.new_figure(ncols=len(grid[0]), nrows=len(grid), size=(3.4 * len(grid[0]), 3.0 * len(grid)),
+                             sharey=True)
     for ax, name in zip(np.atleast_1d(axes), [n for row in grid for n in row]):
-        fig.curve_band(ax, [r["curves"]["loss"] for r in conditions[name]["runs"]], label=name)
-        ax.set(title=name, xlabel="epoch", ylabel="mean training loss (cross-entropy)")
+        fig.curve_band(ax, [r["curves"]["loss"] for r in conditions[name]["runs"]], label=name,
+                       color=_color(cfg, name), log_y=True)
+        ax.set(title=name, xlabel="epoch")
+    for ax in np.atleast_1d(axes)[:: len(grid[0])]:
+        ax.set_ylabel("mean training loss (cross-entropy)")
     return fig.save(f, folder, "loss_curves")
 
 
@@ -314,21 +327,26 @@ def _overlay(conditions: dict, cfg: dict, folder) -> list[str]:
     f, axes = fig.new_figure(ncols=len(grid), size=(5.0 * len(grid), 3.8))
     for ax, row in zip(np.atleast_1d(axes), grid):
         for name in row:
-            fig.curve_band(ax, [r["curves"]["loss"] for r in conditions[name]["runs"]], label=name)
+            fig.curve_band(ax, [r["curves"]["loss"] for r in conditions[name]["runs"]], label=name,
+                           color=_color(cfg, name), log_y=True)
         ax.set(xlabel="epoch", ylabel="mean training loss (cross-entropy)", title="Until the stop rule, mean and 95% band")
         ax.legend()
     return fig.save(f, folder, "all_conditions")
 
 
-def _overfitting(conditions: dict, folder) -> list[str]:
-    """The train-test gap per condition (mean, 95% CI), and every run's train against test accuracy."""
+def _overfitting(conditions: dict, cfg: dict, folder) -> list[str]:
+    """The train-test gap per condition (mean, 95% CI), and every run's train against test accuracy
+    (jittered a little and see-through: many runs sit at train accuracy 1.0)."""
     f, (left, right) = fig.new_figure(ncols=2, size=(11, 4.2))
     names = list(conditions)
-    fig.bar_ci(left, names, [conditions[n]["summary"]["gap"] for n in names], ylabel="train acc - test acc")
+    fig.bar_ci(left, names, [conditions[n]["summary"]["gap"] for n in names], ylabel="train acc - test acc",
+               colors=[_color(cfg, n) for n in names])
     left.set(title="Train-test accuracy gap (mean, 95% CI over seeds)")
-    for k, name in enumerate(names):
+    markers = dict(zip([row[0].split("@")[-1] for row in _grid(cfg)], "o^sDv"))
+    for name in names:
         runs = [r["metrics"] for r in conditions[name]["runs"] if r["metrics"]["gap"] is not None]
-        right.scatter([m["train_acc"] for m in runs], [m["test_acc"] for m in runs], label=name, color=fig.color(k), s=18)
+        fig.scatter_runs(right, [m["train_acc"] for m in runs], [m["test_acc"] for m in runs], label=name,
+                         color=_color(cfg, name), marker=markers.get(name.split("@")[-1], "o"))
     lims = [min(right.get_xlim()[0], right.get_ylim()[0]), 1.0]
     right.plot(lims, lims, color="0.5", lw=0.8, ls="--", label="test = train")
     right.set(xlabel="train accuracy", ylabel="test accuracy", title="One point per run: below the line = over-fitting")
@@ -336,11 +354,11 @@ def _overfitting(conditions: dict, folder) -> list[str]:
     return fig.save(f, folder, "overfitting")
 
 
-def _equal_epochs(budget: dict, folder) -> list[str]:
-    f, axes = fig.new_figure(ncols=2, size=(11, 4.0))
+def _equal_epochs(budget: dict, cfg: dict, folder) -> list[str]:
+    f, axes = fig.new_figure(ncols=2, size=(11, 4.0), sharey=True)
     for ax, key in zip(axes, ("train_acc", "test_acc")):
         for norm, v in budget["norms"].items():
-            fig.curve_band(ax, v["curves"][key], label=norm, log_y=False)
+            fig.curve_band(ax, v["curves"][key], label=norm, log_y=False, color=_colors(cfg).get(norm))
         for b in budget["epochs"]:
             ax.axvline(b, color="0.6", lw=0.8, ls=":")
         ax.set_xscale("log")  # the conditions differ in the first tens of epochs, then all sit near 100%

@@ -183,22 +183,23 @@ def _ordering_check(ordering: dict) -> dict:
 def figures(results: dict, folder) -> list[str]:
     conditions = results["conditions"]
     files = _loss_panels(conditions, folder) + _overlay(conditions, folder)
-    files += fig.confusion_grid(conditions, folder, width=3.0, svg=True) + _ordering_figure(results["ordering"], folder)
+    files += fig.confusion_grid(conditions, folder, width=3.0) + _ordering_figure(results["ordering"], folder)
     return files
 
 
 def _loss_panels(conditions: dict, folder) -> list[str]:
-    f, axes = fig.new_figure(ncols=len(conditions), size=(3.2 * len(conditions), 3.0))
+    colors = fig.condition_colors(conditions)
+    f, axes = fig.new_figure(ncols=len(conditions), size=(3.2 * len(conditions), 3.0), sharey=True)
     for ax, (name, c) in zip(np.atleast_1d(axes), conditions.items()):
-        fig.curve_band(ax, [r["curves"]["loss"] for r in c["runs"]], label=name)
-        ax.set(title=name, xlabel="epoch", ylabel="mean training loss (cross-entropy)")
+        fig.curve_band(ax, [r["curves"]["loss"] for r in c["runs"]], label=name, color=colors[name], log_y=True)
+        ax.set(title=name, xlabel="epoch")
+    np.atleast_1d(axes)[0].set_ylabel("mean training loss (cross-entropy)")
     return fig.save(f, folder, "loss_curves")
 
 
 def _overlay(conditions: dict, folder) -> list[str]:
     f, ax = fig.new_figure(size=(6, 4))
-    for name, c in conditions.items():
-        fig.curve_band(ax, [r["curves"]["loss"] for r in c["runs"]], label=name)
+    fig.condition_bands(ax, conditions, "loss", log_y=True)
     ax.set(xlabel="epoch", ylabel="mean training loss (cross-entropy)", title="All rules, mean and 95% band over seeds")
     ax.legend()
     return fig.save(f, folder, "all_rules")

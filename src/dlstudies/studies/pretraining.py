@@ -299,20 +299,23 @@ def figures(results: dict, folder) -> list[str]:
 
 def _aann_curves(aanns: dict, folder) -> list[str]:
     f, axes = fig.new_figure(ncols=len(aanns), size=(3.8 * len(aanns), 3.2))
+    colors = fig.condition_colors(list(CONDITIONS) + list(aanns))  # after the conditions' own colours
     for ax, (name, a) in zip(np.atleast_1d(axes), aanns.items()):
-        fig.curve_band(ax, [r["curve"] for r in a["runs"]], label=name)
+        fig.curve_band(ax, [r["curve"] for r in a["runs"]], label=name, color=colors[name])
         ax.set(title=f"{name} ({'-'.join(map(str, a['sizes']))})", xlabel="epoch", ylabel="reconstruction loss (MSE)")
     return fig.save(f, folder, "aann_reconstruction")
 
 
 def _finetune_curves(conditions: dict, fractions: list[float], folder) -> list[str]:
-    f, axes = fig.new_figure(ncols=len(fractions), size=(3.8 * len(fractions), 3.4))
+    f, axes = fig.new_figure(ncols=len(fractions), size=(3.8 * len(fractions), 3.4), sharey=True)
+    colors = fig.condition_colors(CONDITIONS)
     for ax, frac in zip(np.atleast_1d(axes), fractions):
         for kind in CONDITIONS:
             name = condition(kind, frac)
-            fig.curve_band(ax, [r["curves"]["loss"] for r in conditions[name]["runs"]], label=kind)
-        ax.set(title=f"fine-tuning, {frac:.0%} of the labels", xlabel="epoch", ylabel="training loss (cross-entropy)")
+            fig.curve_band(ax, [r["curves"]["loss"] for r in conditions[name]["runs"]], label=kind, color=colors[kind])
+        ax.set(title=f"fine-tuning, {frac:.0%} of the labels", xlabel="epoch")
         ax.legend()
+    np.atleast_1d(axes)[0].set_ylabel("training loss (cross-entropy)")
     return fig.save(f, folder, "finetune_loss")
 
 
@@ -328,6 +331,9 @@ def _labels_figure(conditions: dict, benefits: dict, fractions: list[float], fol
                    xlabel="fraction of training labels", ylabel="pre-trained - control test accuracy")
     right.axhline(0, color="0.5", lw=0.8, ls="--")
     right.set(title="Benefit of pre-training (mean, 95% CI)")
+    for ax in (left, right):  # a tick at every fraction trained, 25% included
+        ax.set_xticks(fractions, [f"{fr:.0%}" for fr in fractions])
+        ax.minorticks_off()
     return fig.save(f, folder, "label_fractions")
 
 

@@ -207,9 +207,10 @@ def figures(results: dict, folder) -> list[str]:
 def _trajectories(runs: list[dict], pca: dict, folder) -> list[str]:
     f, axes = fig.new_figure(ncols=2, size=(13, 5.5))
     titles = {"model": "whole model", "first_layer": "first layer"}
+    colors = fig.condition_colors([r["seed"] for r in runs])
     for ax, plane in zip(axes, PLANES):
-        for j, run in enumerate(runs):
-            _path(ax, run, plane, fig.color(j))
+        for run in runs:
+            _path(ax, run, plane, colors[run["seed"]])
         evr = pca[plane]["explained_variance_ratio"]
         ax.set(xlabel=f"PC1 ({value_text('share', evr[0])} of variance)", ylabel=f"PC2 ({value_text('share', evr[1])})",
                title=f"{titles[plane]}: one PCA over all runs (o start, * end; labels: train accuracy)")
@@ -222,8 +223,10 @@ def _path(ax, run: dict, plane: str, color: str) -> None:
     ax.plot(xy[:, 0], xy[:, 1], "-o", color=color, ms=3, lw=1, label=f"seed {run['seed']}")
     ax.plot(*xy[0], "o", mfc="none", mec=color, ms=9)
     ax.plot(*xy[-1], "*", color=color, ms=12)
-    for (x, y), acc in zip(xy, run["snapshots"]["train_acc"]):
-        ax.annotate(f"{acc:.2f}", (x, y), xytext=(3, 3), textcoords="offset points", fontsize=6, color=color)
+    accs = run["snapshots"]["train_acc"]
+    for i in fig.thinned(len(xy), most=4):  # first, last and a few between: all of them pile up at the end
+        ax.annotate(f"{accs[i]:.2f}", tuple(xy[i]), xytext=(4, 4 if i < len(xy) - 1 else -10), textcoords="offset points",
+                    fontsize=7, color=color)
 
 
 def _accuracy(runs: list[dict], folder) -> list[str]:
