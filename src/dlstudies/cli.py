@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from dlstudies.config import SCALES
+from dlstudies.config import SCALES, Runtime
 from dlstudies.errors import UsageError
 
 EXIT_USAGE = 2
