@@ -88,7 +88,7 @@ def test_runner_starts_the_longest_unit_first(tmp_path):
     cost = {u: float(i) for i, u in enumerate(units)}  # the last unit is the longest
     started = []
 
-    def execute(fn, items):
+    def execute(fn, items, *progress):
         started.extend(items)
         return ((item, fn(item)) for item in items)
 
