@@ -1,11 +1,13 @@
-"""Probe cost per chunk size, and one forward for loss + accuracy against two.
+"""Probe cost per chunk size, one forward for loss + accuracy against two, and a training step of a
+large batch whole against micro-batches.
 
     python benchmarks/probes.py [--n 2048] [--members 10] [--repeats 3]
 
 A stack of random-labels' paper CNN (10 members by default) evaluates N Fashion-MNIST images
 (random images where the dataset is missing) in chunks of 64 ... 4096 samples: CPU time of one thread,
-minimum of interleaved repeats, printed as a ratio against chunks of 4096 (the engine's
-`stacked_predict` default). Then `split_probe` (one forward) against loss_probe + accuracy_probe.
+minimum of interleaved repeats, printed as a ratio against chunks of 4096 (the engine's former
+`stacked_predict` default). Then `split_probe` (one forward) against loss_probe + accuracy_probe,
+and one epoch of batches of 512 on the autograd path, whole against micro-batches of MICRO_BATCH.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import time
 
 import torch
 
-from dlstudies.engine.batched import predict_members
+from dlstudies.engine import TrainSpec, fixed_epochs
+from dlstudies.engine.batched import MICRO_BATCH, fit_batched, predict_members
+from dlstudies.optim import OptSpec
 from dlstudies.engine.evaluate import PROBE_CHUNK, accuracy_probe, chunked_predict, loss_probe, split_probe
 from dlstudies.models.builders import build_members
 from dlstudies.runner import study_config
@@ -57,6 +61,17 @@ def main() -> None:
         best_of(lambda: (loss_probe("l", x, y, "cross_entropy")(predict), accuracy_probe("a", x, y)(predict)), two)
     print(f"loss + accuracy, chunk {PROBE_CHUNK}: one forward {min(one):.3f} s, two forwards (chunk 4096) "
           f"{min(two):.3f} s: {min(two) / min(one):.2f}x")
+
+    step = lambda micro: fit_batched(members, [OptSpec("nesterov", 0.01, 0.9)] * len(members), x, y,  # noqa: E731
+                                     TrainSpec(fixed_epochs(1), 512, micro_batch=micro), list(range(len(members))),
+                                     path="autograd")
+    whole, parts = [], []
+    for _ in range(args.repeats):
+        best_of(lambda: step(0), whole)
+        best_of(lambda: step(MICRO_BATCH), parts)
+    steps = -(-len(x) // 512)
+    print(f"batch 512, one epoch ({steps} steps): whole {min(whole) / steps:.3f} s per step, "
+          f"{512 // MICRO_BATCH} micro-batches of {MICRO_BATCH} {min(parts) / steps:.3f} s: {min(whole) / min(parts):.2f}x")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from dlstudies.optim import OptSpec, StackedOptimizer
 
 PATHS = ("auto", "kernel", "fused", "autograd")
 # Samples per forward/backward of a CNN's large batch on the autograd path, gradients summed: measured
-# (benchmarks/engine.py micro-batches), a batch of 512 as 8 x 64 runs about 2x faster per step on one
+# (benchmarks/probes.py), a batch of 512 as 8 x 64 runs about 2x faster per step on one
 # thread, its activations staying in the cache.
 MICRO_BATCH = 64
 
