@@ -18,10 +18,11 @@ import time
 import torch
 
 from dlstudies.engine import TrainSpec, fixed_epochs
-from dlstudies.engine.batched import MICRO_BATCH, fit_batched, predict_members
+from dlstudies.engine.batched import MICRO_BATCH, fit_batched, stacked_predict
 from dlstudies.optim import OptSpec
 from dlstudies.engine.evaluate import PROBE_CHUNK, accuracy_probe, chunked_predict, loss_probe, split_probe
 from dlstudies.models.builders import build_members
+from dlstudies.models.stacked import StackedNet
 from dlstudies.runner import study_config
 from dlstudies.studies.image_nets import NETS, load_split_data
 from dlstudies.config import Runtime
@@ -46,7 +47,8 @@ def main() -> None:
     data = load_split_data(cfg, Runtime())
     members = build_members(NETS.get(cfg.model)(cfg, data), list(range(args.members)))
     x, y = data.train.x, data.train.y
-    predict = lambda inputs: predict_members(members, inputs)  # noqa: E731
+    net = StackedNet(members)  # as the engine probes a stack during training
+    predict = lambda inputs: stacked_predict(net, inputs, chunk=len(inputs))  # noqa: E731
     times = {c: [] for c in CHUNKS}
     for _ in range(args.repeats):  # interleaved: a slow moment of the machine hits every size alike
         for c in CHUNKS:
