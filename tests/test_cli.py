@@ -78,7 +78,8 @@ def test_misspelt_names_get_did_you_mean(argv, suggestion, capsys, tmp_path):
 
 def test_a_log_gets_a_line_per_unit_a_done_line_per_study_and_the_report_url(tmp_path, capsys, no_drawing):
     out = tmp_path / "out"
-    assert main(["run", "optimizers", *TINY, "--set", "seed_chunk=1", "--out", str(out)]) == 0
+    assert main(["run", "optimizers", *TINY, "--set", "seed_chunk=1", "--set", "separation_epochs=0",
+                 "--out", str(out)]) == 0  # one unit per seed
     captured = capsys.readouterr()
     assert "optimizers: unit 1/2 done" in captured.err and "optimizers: unit 2/2 done" in captured.err
     answer = json.loads((out / "optimizers" / "results.json").read_text())["answer"]
@@ -165,7 +166,7 @@ def test_diverged_run_is_recorded_with_its_epoch_and_the_study_finishes(tmp_path
         assert set(r["metrics"].values()) == {None}  # broken weights measure nothing
     assert [(d["condition"], d["seed"], d["epoch"]) for d in results["diverged"]] == \
            [(name, r["seed"], r["diverged_epoch"]) for name, r in diverged]
-    assert all(r["metrics"]["epochs"] == 3 for name, r in runs if not r["diverged"])  # the others went on
+    assert all(len(r["curves"]["loss"]) == 3 for name, r in runs if not r["diverged"])  # the others went on
     assert "Diverged runs" in (out / "report.html").read_text()
 
 

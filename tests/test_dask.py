@@ -47,7 +47,7 @@ def local_results(tmp_path_factory):
 
 def test_existing_cluster_via_scheduler_gives_the_local_results(tmp_path, capsys, no_drawing, cluster, local_results):
     assert run(tmp_path, "--backend", "dask", "--scheduler", cluster.scheduler_address) == local_results
-    assert "2 to run" in capsys.readouterr().err
+    assert "4 to run" in capsys.readouterr().err  # two one-seed blocks, each a rules and a separation unit
 
 
 def _threads(_item):

@@ -56,7 +56,7 @@ def test_reference_engine_gives_the_same_per_seed_results(tmp_path, capsys, no_d
     assert runs["batched"].keys() == runs["reference"].keys() and len(runs["batched"]) == 10
     for key, ours in runs["batched"].items():
         ref = runs["reference"][key]
-        assert ours["epochs"] == ref["epochs"], key
+        assert ours["stop_rule_epochs"] == ref["stop_rule_epochs"], key
         assert ours["final_loss"] == pytest.approx(ref["final_loss"], rel=1e-4), key
         for split in ("train_acc", "val_acc", "test_acc"):
             assert ours[split] == pytest.approx(ref[split], abs=0.02), (key, split)

@@ -18,7 +18,7 @@ from dlstudies.store import UnitStore
 
 # Six one-seed units of a fraction of a second each: a kill lands between units, not after all.
 ARGS = ["run", "optimizers", "--scale", "smoke", "--seeds", "6", "--set", "max_epochs=3", "--set", "n_train=60",
-        "--set", "seed_chunk=1"]
+        "--set", "seed_chunk=1", "--set", "separation_epochs=0"]  # one unit per seed
 TIMES = {"elapsed_s", "compute_s"}  # wall-clock, never equal between runs
 
 

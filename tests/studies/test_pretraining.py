@@ -1,6 +1,8 @@
 """The pretraining study: the AANN shapes, greedy training on codes, weights copied into the classifier
-beside a control with the same output layer, both engines agreeing, and a tiny end-to-end run."""
+beside a control with the same output layer, best-validation readings held to a fit stopped at that
+epoch, both engines agreeing, and a tiny end-to-end run."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -12,7 +14,6 @@ from dlstudies.config import Runtime, apply_overrides
 from dlstudies.data import load_data
 from dlstudies.data.base import subsample
 from dlstudies.errors import UsageError
-from dlstudies.report import render_report
 from dlstudies.studies import pretraining as study
 from dlstudies.studies.base import Unit
 
@@ -68,26 +69,52 @@ def test_batched_and_reference_engines_agree_on_the_pipeline():
     out = {e: study.run_unit(Unit("pretraining", cfg, (0, 1), Runtime(engine=e, dtype="float64")))
            for e in ("batched", "reference")}
     for a, b in zip(out["batched"]["runs"], out["reference"]["runs"]):
-        assert (a["condition"], a["seed"]) == (b["condition"], b["seed"])
+        assert (a["condition"], a["seed"], a["metrics"]["best_val_epochs"]) == (b["condition"], b["seed"], b["metrics"]["best_val_epochs"])
         for k, v in a["metrics"].items():
             np.testing.assert_allclose(v, b["metrics"][k], rtol=1e-9, err_msg=k)
     for a, b in zip(out["batched"]["aanns"], out["reference"]["aanns"]):
         np.testing.assert_allclose(a["train_mse"], b["train_mse"], rtol=1e-9)
 
 
-def test_end_to_end_through_runner_and_report(tmp_path, run_smoke):
+def test_metrics_are_read_at_the_best_validation_epoch_of_both_arms():
+    cfg = _cfg("fractions=1", "max_epochs=12", "patience=3", "lr=0.02")
+    unit, data, (encoders, _) = _pretrained(cfg, seeds=(0,), dtype="float64")
+    runs = study.finetune(cfg, unit, data, 1.0, encoders)
+    assert [r["condition"] for r in runs] == ["pretrained@1.0", "control@1.0"]
+    for r in runs:
+        val = np.array(r["curves"]["val_loss"])
+        best = r["metrics"]["best_val_epochs"]
+        assert val[best - 1] == val.min() and r["stopped_epoch"] == len(val)
+        assert r["converged"] == (len(val) < cfg.max_epochs or len(val) - best >= cfg.patience)
+        assert r["metrics"]["train_acc"] == r["curves"]["train_acc"][best - 1]
+    # The best-validation weights: a fit that simply ends at the best epoch reads the same test accuracy.
+    for r in runs:
+        short = study.finetune(dataclasses.replace(cfg, max_epochs=r["metrics"]["best_val_epochs"], patience=100), unit, data,
+                               1.0, encoders)
+        twin = next(s for s in short if s["condition"] == r["condition"])
+        assert twin["metrics"]["test_acc"] == pytest.approx(r["metrics"]["test_acc"], abs=1e-12)
+        assert twin["confusion"] == r["confusion"]
+
+
+def test_patience_is_bounded():
+    with pytest.raises(UsageError, match="patience"):
+        _cfg("patience=0")
+
+
+def test_end_to_end_through_runner(tmp_path, run_smoke):
     results, _ = run_smoke("pretraining", TINY, tmp_path)
     expected = {f"{k}@{f}" for k in ("pretrained", "control") for f in (0.1, 0.25, 1.0)}
-    assert set(results["conditions"]) == expected
-    for key in ("answer", "checks", "comparisons", "tables", "conditions", "aanns"):
+    assert set(results["conditions"]) == expected and set(results["benefit"]) == {"benefit@0.1", "benefit@0.25", "benefit@1.0"}
+    for key in ("answer", "checks", "tables", "table", "setup", "conditions", "aanns", "convergence"):
         assert results[key], key
     assert list(results["aanns"]) == ["AANN1", "AANN2", "AANN3"]
     run = results["conditions"]["pretrained@0.1"]["runs"][0]
     assert np.asarray(run["confusion"]["train"]).sum() == 6  # 10% of 60 labelled samples
-    erhan = next(c for c in results["checks"] if c["source"] == "Erhan et al. 2010")
-    assert "d_z" in erhan["evidence"] and "95% CI" in erhan["evidence"]
+    assert set(run["metrics"]) == set(study.METRICS) and {"converged", "still_improving", "diverged"} <= set(run)
+    interaction = next(c for c in results["checks"] if c["metric"] == study.BENEFIT)
+    assert interaction["source"] == "Erhan et al. 2010" and interaction["verdict"] == "inconclusive"  # 2 seeds
+    assert results["answer"].startswith("Inconclusive —")
     saved = json.loads((tmp_path / "pretraining" / "results.json").read_text())
     assert saved["answer"] == results["answer"]
+    assert {"aann_reconstruction.png", "label_fractions.png", "finetune_loss.png"} <= set(results["figures"])
     assert all((tmp_path / "pretraining" / f).is_file() for f in results["figures"])
-    html = render_report(tmp_path).read_text()
-    assert "aann_reconstruction.png" in html and "label_fractions.png" in html

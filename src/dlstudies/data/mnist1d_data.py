@@ -37,7 +37,7 @@ def generate(num_samples: int = 5000) -> tuple[np.ndarray, ...]:
 
     args = get_dataset_args()
     args.num_samples = num_samples
-    with _global_rng_restored():
+    with global_rng_restored():
         data = make_dataset(args)
     arrays = (data["x"].astype(np.float32), data["y"].astype(np.int64),
               data["x_test"].astype(np.float32), data["y_test"].astype(np.int64))
@@ -47,7 +47,7 @@ def generate(num_samples: int = 5000) -> tuple[np.ndarray, ...]:
 
 
 @contextlib.contextmanager
-def _global_rng_restored():
+def global_rng_restored():
     # make_dataset seeds Python's and numpy's global generators; put them back afterwards so
     # loading data never changes the random state of anything else in the process.
     states = random.getstate(), np.random.get_state()

@@ -198,3 +198,82 @@ def paired_contrast(table: dict, a: str, b: str, metric: str) -> dict:
     e = stats.paired_effect([va[s] for s in seeds], [vb[s] for s in seeds], metric)
     e["text"] = f"{effect_text(metric, e['effect'], e['log'])} {interval_text(metric, e['ci95'], True, e['log'])}"
     return e
+
+
+def overall_verdict(checks: Sequence[dict]) -> str:
+    """The verdict on a question several planned claims answer together (one per target or model
+    family): supported when every one is, contradicted when one is and none is supported,
+    inconclusive otherwise (the answer then names each claim's verdict)."""
+    verdicts = {c["verdict"] for c in checks}
+    if verdicts == {"supported"}:
+        return "supported"
+    if "contradicted" in verdicts and "supported" not in verdicts:
+        return "contradicted"
+    return "inconclusive"
+
+
+def best_still_improving(curve: Sequence) -> bool:
+    """`still_improving` on the running minimum: the last 10% of epochs found a loss more than 1%
+    below the best one before them. For curves that jitter (a mini-batch run's validation loss moves
+    by several percent from epoch to epoch; full-batch Adam spikes), where comparing two single
+    epochs is decided by one spike; the best value so far is what more training could still lower."""
+    x = np.asarray([np.nan if v is None else v for v in curve], dtype=float)
+    return still_improving(np.fmin.accumulate(x)) if len(x) else False
+
+
+def still_improving_note(convergence: dict, measure: str) -> str:
+    """The answer's sentence on convergence: which conditions had runs still improving at the budget
+    (flags from `best_still_improving` on `measure`, e.g. "validation loss"), or that none had."""
+    late = {name: c for name, c in convergence.items() if c["still_improving"]}
+    if not late:
+        return (f"No run was still improving at the budget (its best {measure} fell by at most 1% over the last "
+                "10% of epochs).")
+    names = ", ".join(f"{name} {c['still_improving']} of {c['runs']}" for name, c in late.items())
+    total, runs = sum(c["still_improving"] for c in late.values()), sum(c["runs"] for c in convergence.values())
+    return (f"{total} of {runs} runs were still improving at the budget (best {measure} fell > 1% over the last "
+            f"10% of epochs: {names}); for them the comparison measures speed as well as capacity.")
+
+
+# ---- readings of one run's curves (METHOD.md §3) -----------------------------------------------
+
+def epochs_to(curve: Sequence, target: float, below: bool = True) -> int | None:
+    """Time to a target: the first epoch (1-based) whose value is at most (below) or at least
+    `target`; None if none is."""
+    x = np.asarray([np.nan if v is None else v for v in curve], dtype=float)
+    hit = x <= target if below else x >= target
+    return int(np.argmax(hit)) + 1 if hit.any() else None
+
+
+def loss_auc(curve: Sequence) -> float | None:
+    """Area under the mean-epoch-loss curve per epoch (the mean loss over the budget); None if any
+    value is not finite."""
+    x = np.asarray([np.nan if v is None else v for v in curve], dtype=float)
+    return float(np.mean(x)) if len(x) and np.all(np.isfinite(x)) else None
+
+
+def stop_epoch(loss: Sequence, tolerance: float) -> tuple[int, bool]:
+    """Report A's stop rule read off a loss history that ran on: (index of the epoch the rule
+    |Δ loss| < tolerance ends on, whether it fired). Exact for members trained independently."""
+    x = np.asarray([np.nan if v is None else v for v in loss], dtype=float)
+    hit = np.abs(np.diff(x)) < tolerance
+    return (int(np.argmax(hit)) + 1, True) if hit.any() else (len(x) - 1, False)
+
+
+def pairwise_display(conditions: dict, metric: str, what: str = "conditions") -> dict:
+    """Every pair of conditions on one metric (stats.pairwise_table, Holm-adjusted within the table)
+    as a results.json table; `pairs` keeps the rows' numbers for answers."""
+    from dlstudies.analysis.measures import effect_text, interval_text
+
+    rows = stats.pairwise_table(metric, {c: metric_values(conditions, c, metric) for c in conditions})
+    op = "/" if any(r["log"] for r in rows) else "−"
+    body = [[f"{r['a']} {op} {r['b']}", effect_text(metric, r["effect"], r["log"]),
+             interval_text(metric, r["ci95"], effect=True, log=r["log"]), p_text(r["p_value"]), p_text(r["p_holm"]),
+             r["n"]] for r in rows]
+    return {"title": f"All pairs of {what} on {metric}, paired by seed; p Holm-adjusted within this table (exploratory)",
+            "columns": ["pair", "effect", "95% CI", "p (sign-flip)", "p (Holm-adjusted)", "n"], "rows": body,
+            "pairs": rows}
+
+
+def p_text(p) -> str:
+    """A p-value as tables and answers print it: two digits, '< 0.001' below that."""
+    return "n/a" if p is None else ("< 0.001" if p < 1e-3 else f"{p:.2g}")

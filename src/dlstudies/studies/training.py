@@ -94,3 +94,17 @@ def classifier_runs(fit, data, names: Sequence[tuple[str, int]], metrics: dict |
             run["converged"] = bool(fit.converged[i])
         runs.append({**run, **divergence(fit, i)})
     return runs
+
+
+def split_probe(data):
+    """Accuracy on every split and train/test confusion after every epoch (one forward per split)."""
+    def probe(predict):
+        out = {}
+        for name in ("train", "val", "test"):
+            split = getattr(data, name)
+            outputs = predict(split.x)
+            out[f"{name}_acc"] = accuracy(outputs, split.y)
+            if name != "val":
+                out[f"{name}_confusion"] = confusion(outputs, split.y, data.n_classes).double()
+        return out
+    return probe
