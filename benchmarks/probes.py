@@ -6,7 +6,7 @@ large batch whole against micro-batches.
 A stack of random-labels' paper CNN (10 members by default) evaluates N Fashion-MNIST images
 (random images where the dataset is missing) in chunks of 64 ... 4096 samples: CPU time of one thread,
 minimum of interleaved repeats, printed as a ratio against chunks of 4096 (the engine's former
-`stacked_predict` default). Then `split_probe` (one forward) against loss_probe + accuracy_probe,
+`stacked_predict` default). Then `loss_accuracy_probe` (one forward) against loss_probe + accuracy_probe,
 and one epoch of batches of 512 on the autograd path, whole against micro-batches of MICRO_BATCH.
 """
 
@@ -20,7 +20,7 @@ import torch
 from dlstudies.engine import TrainSpec, fixed_epochs
 from dlstudies.engine.batched import MICRO_BATCH, fit_batched, stacked_predict
 from dlstudies.optim import OptSpec
-from dlstudies.engine.evaluate import PROBE_CHUNK, accuracy_probe, chunked_predict, loss_probe, split_probe
+from dlstudies.engine.evaluate import PROBE_CHUNK, accuracy_probe, chunked_predict, loss_probe, loss_accuracy_probe
 from dlstudies.models.builders import build_members
 from dlstudies.models.stacked import StackedNet
 from dlstudies.runner import study_config
@@ -59,7 +59,7 @@ def main() -> None:
         print(f"chunk {c:>5}: {min(times[c]):7.3f} s   {base / min(times[c]):5.2f}x the speed of 4096")
     one, two = [], []
     for _ in range(args.repeats):
-        best_of(lambda: split_probe("train", x, y, "cross_entropy")(predict), one)
+        best_of(lambda: loss_accuracy_probe("train", x, y, "cross_entropy")(predict), one)
         best_of(lambda: (loss_probe("l", x, y, "cross_entropy")(predict), accuracy_probe("a", x, y)(predict)), two)
     print(f"loss + accuracy, chunk {PROBE_CHUNK}: one forward {min(one):.3f} s, two forwards (chunk 4096) "
           f"{min(two):.3f} s: {min(two) / min(one):.2f}x")

@@ -10,7 +10,7 @@ import torch
 
 from dlstudies.engine import TrainSpec, fixed_epochs
 from dlstudies.engine.batched import fit_batched, predict_members, stacked_predict
-from dlstudies.engine.evaluate import accuracy_probe, every, loss_probe, probe_interval, split_probe
+from dlstudies.engine.evaluate import accuracy_probe, every, loss_probe, probe_interval, loss_accuracy_probe
 from dlstudies.models.builders import build_members
 from dlstudies.models.conv import cnn
 from dlstudies.models.stacked import StackedNet
@@ -35,7 +35,7 @@ def test_split_probe_is_bitwise_the_two_probes(chunk):
         calls.append(len(inputs))
         return predict_members(members, inputs)  # itself in chunks of PROBE_CHUNK
 
-    together = split_probe("train", x, y, "cross_entropy", chunk=chunk)(predict)
+    together = loss_accuracy_probe("train", x, y, "cross_entropy", chunk=chunk)(predict)
     assert sum(calls) == len(x)  # one forward pass over the set
     apart = {**loss_probe("train_loss", x, y, "cross_entropy")(predict), **accuracy_probe("train_acc", x, y)(predict)}
     assert set(together) == {"train_loss", "train_acc"}
@@ -62,8 +62,8 @@ def test_every_k_epochs_in_a_fit():
     (x, y), epochs, k = _data(120), 7, 3
     run = lambda probe: fit_batched(_members(2), [OptSpec("delta", 0.05)] * 2, x, y,  # noqa: E731
                                     TrainSpec(fixed_epochs(epochs), 32, probes=(probe,)), [0, 1]).history["train_acc"]
-    full = run(split_probe("train", x, y, "cross_entropy"))
-    sparse = run(every(k, split_probe("train", x, y, "cross_entropy"), epochs))
+    full = run(loss_accuracy_probe("train", x, y, "cross_entropy"))
+    sparse = run(every(k, loss_accuracy_probe("train", x, y, "cross_entropy"), epochs))
     measured = [e - 1 for e in range(1, epochs + 1) if e == 1 or e % k == 0 or e == epochs]
     assert measured == [0, 2, 5, 6]
     assert (sparse[:, measured] == full[:, measured]).all()

@@ -46,7 +46,7 @@ def chunked_predict(predict, x: torch.Tensor, chunk: int = PROBE_CHUNK) -> torch
     return torch.cat([predict(x[i:i + chunk]) for i in range(0, len(x), chunk)], 1)
 
 
-def split_probe(split: str, x: torch.Tensor, y: torch.Tensor, loss: str, chunk: int | None = None):
+def loss_accuracy_probe(split: str, x: torch.Tensor, y: torch.Tensor, loss: str, chunk: int | None = None):
     """A probe recording `{split}_loss` and `{split}_acc` on (x, y) from one forward pass (as
     loss_probe and accuracy_probe give them, bitwise, from two). `chunk`: samples per call of
     predict (default: all; the engine's predict chunks them as suits the device)."""
