@@ -100,7 +100,12 @@ def _interrupt(tmp_path, signum) -> tuple[int, str]:
     env = {**os.environ, "PYTHONPATH": str(Path(dlstudies.__file__).parents[1])}
     argv = [sys.executable, "-m", "dlstudies", "run", "normalization", "--workers", "2", "--out", str(tmp_path)]
     proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
-    first = proc.stderr.readline()  # "normalization: 3 units, ... 3 to run": the pool is starting
+    first = ""  # the estimate's lines, then "normalization: 3 units, ... 3 to run": the pool is starting
+    while not first.splitlines()[-1:] or not first.splitlines()[-1].startswith("normalization: "):
+        line = proc.stderr.readline()
+        if not line:
+            break
+        first += line
     time.sleep(1.0)
     os.killpg(proc.pid, signum)  # as Ctrl-C and `timeout` do: the whole process group
     rest = proc.communicate(timeout=60)[1]
@@ -112,7 +117,8 @@ def test_an_interrupted_run_exits_with_the_signal_code_a_resume_line_and_no_warn
     returncode, err = _interrupt(tmp_path, signum)
     assert returncode == code, err
     lines = err.strip().splitlines()
-    assert lines[0].startswith("normalization: 3 units")
+    assert lines[0] == "estimate:" and any(x.startswith("total: ") for x in lines)  # run prints its plan first
+    assert next(x for x in lines if x.startswith("normalization: ")).startswith("normalization: 3 units")
     assert lines[-1] == "dlstudies: interrupted — run the same command again to resume (0 units kept)"
     assert not [line for line in lines if "arning" in line or "Traceback" in line or "leaked" in line], err
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import numbers
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -149,6 +150,35 @@ def check_fits(configs: dict, scale: str, seeds, workers: int, runtime: Runtime)
         check_memory(name, cfg, shape, block, min(workers, len(units)), runtime.dtype)
 
 
+def seed_ids(name: str, scale: str, seeds) -> tuple[int, ...]:
+    n = seeds_of(name, scale, seeds)
+    return tuple(range(n)) if isinstance(n, int) else tuple(n)
+
+
+def estimate_run(names, scale, seeds, data, overrides, runtime: Runtime, backend="local", workers=1, configs=None,
+                 **opts):
+    """The Plan (dlstudies.plan) of a run: its units, timed as slices on this machine; writes nothing."""
+    from dlstudies.executors import THREADS_PER_UNIT
+    from dlstudies.plan import estimate
+
+    configs = configs or plan(names, scale, seeds, data, overrides, runtime, backend, workers, **opts)
+    torch.set_num_threads(THREADS_PER_UNIT)  # as every unit runs
+    return estimate(configs, lambda name: seed_ids(name, scale, seeds), runtime, workers)
+
+
+def announce_plan(configs: dict, scale: str, seeds, runtime: Runtime, workers: int, quiet: bool = False) -> dict | None:
+    """Print the run's estimate (as `dlstudies plan`; not when `quiet`) before it starts; {unit:
+    seconds} for the runner's order. Not at smoke: there the timed slices would cost about as much as the run."""
+    if scale == "smoke":
+        return None
+    from dlstudies.plan import plan_lines
+
+    estimate = estimate_run([], scale, seeds, None, [], runtime, workers=workers, configs=configs)
+    if not quiet:
+        print("\n".join(["estimate:", *plan_lines(estimate)]), file=sys.stderr, flush=True)
+    return estimate.unit_seconds()
+
+
 @contextlib.contextmanager
 def writing(out: Path, wait: bool = True) -> Iterator[Held]:
     """The output folder's lock held, and a failed write there turned into one line that says what
@@ -165,11 +195,12 @@ def run_many(names, scale, seeds, data, overrides, runtime: Runtime, out: Path, 
     from dlstudies.report import render_report
 
     configs = plan(names, scale, seeds, data, overrides, runtime, backend, workers, **opts)
+    cost = announce_plan(configs, scale, seeds, runtime, workers, quiet)
     # Opened once for all studies, and before the first write: an unreachable scheduler is bad input too.
     with EXECUTORS.get(backend)(workers=workers, **opts) as execute, writing(out, wait) as held:
         check_writable(out, list(configs))
         for name, cfg in configs.items():
-            run_config(name, cfg, scale, seeds_of(name, scale, seeds), runtime, out, execute, command, quiet)
+            run_config(name, cfg, scale, seeds_of(name, scale, seeds), runtime, out, execute, command, quiet, cost)
         held.check()
         return list(configs), render_report(out)
 

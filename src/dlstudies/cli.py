@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from dlstudies.config import SCALES
+from dlstudies.config import SCALES, Runtime
 from dlstudies.errors import UsageError
 
 EXIT_USAGE = 2
@@ -32,6 +32,8 @@ EXAMPLES = {
     "list": "Examples:\n  dlstudies list\n  dlstudies list | grep loss",
     "data": "Examples:\n  dlstudies data\n  dlstudies data fetch mnist\n  dlstudies run normalization --data digits36",
     "run": RUN_EXAMPLES,
+    "plan": "Examples:\n  dlstudies plan all --scale paper --workers 2   a coffee or a night?\n"
+            "  dlstudies plan random-labels --scale paper --set epochs=20",
     "report": "Examples:\n  dlstudies report runs\n  dlstudies report runs --redraw   figures drawn again too",
 }
 
@@ -107,6 +109,8 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("--mirror", default=None, metavar="URL", help="base URL serving the files under their published .gz names")
     run = _command(sub, "run", "run studies and write results, figures and report.html")
     _run_flags(run)
+    plan = _command(sub, "plan", "the units of a run and an estimate of its time here, from a few timed steps")
+    _run_flags(plan)  # a plan is of exactly the run the same arguments start
     rep = _command(sub, "report", "rebuild report.html from saved results, without training")
     rep.add_argument("out", type=Path, help="an output folder of `dlstudies run` (its --out)")
     rep.add_argument("--redraw", action="store_true", help="also redraw every study's figures from its results.json")
@@ -181,6 +185,17 @@ def _run(args, argv) -> int:
     return 0
 
 
+def _plan(args, argv) -> int:
+    from dlstudies.app import estimate_run
+    from dlstudies.plan import plan_lines
+
+    runtime = Runtime(engine=args.engine, device=args.device, data_dir=args.data_dir)
+    estimate = estimate_run(args.studies, args.scale, args.seeds, args.data, args.overrides, runtime, args.backend,
+                            args.workers, scheduler=args.scheduler)
+    print("\n".join(plan_lines(estimate)))
+    return 0
+
+
 def _report(args, argv) -> int:
     from dlstudies.app import redraw_figures
     from dlstudies.report import render_report
@@ -193,4 +208,4 @@ def _report(args, argv) -> int:
     return 0
 
 
-COMMANDS = {"list": _list, "data": _data, "run": _run, "report": _report}
+COMMANDS = {"list": _list, "data": _data, "run": _run, "plan": _plan, "report": _report}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -55,15 +55,17 @@ def run_study(name: str, scale: str, n_seeds: int, overrides: list[str], runtime
 
 
 def run_config(name: str, cfg, scale: str, n_seeds: int | Sequence[int], runtime: Runtime, out: Path,
-               execute: Callable, command: str = "", quiet: bool = False) -> dict:
+               execute: Callable, command: str = "", quiet: bool = False,
+               cost: Mapping[Unit, float] | None = None) -> dict:
     """Run a study with a validated config on an open backend (`execute`, see executors.py):
-    stored units are reused, the others run and are stored. `n_seeds`: a count (seeds 0..n-1) or the seed ids."""
+    stored units are reused, the others run and are stored, longest first (`cost`: estimated
+    seconds per unit, see dlstudies.plan). `n_seeds`: a count (seeds 0..n-1) or the seed ids."""
     seeds = tuple(range(n_seeds)) if isinstance(n_seeds, int) else tuple(n_seeds)
     study, start = STUDIES.get(name), time.perf_counter()
     units = study.work_units(cfg, seeds, runtime)
     store = UnitStore(out / name / "units")
     stored = {key_of(u): store.load(key_of(u)) for u in units}
-    todo = [u for u in units if stored[key_of(u)] is None]
+    todo = longest_first([u for u in units if stored[key_of(u)] is None], cost)
     shown = StudyProgress(name, len(todo), quiet)
     shown.say(f"{name}: {_count(len(units), 'unit')}, {len(units) - len(todo)} resumed from {store.folder}, "
               f"{len(todo)} to run")
@@ -90,6 +92,14 @@ def _unit_label(unit: Unit) -> str:
     seeds = unit.seeds
     span = "" if not seeds else f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"
     return f" ({', '.join(p for p in (params, span) if p)})" if params or span else ""
+
+
+def longest_first(units: list[Unit], cost: Mapping[Unit, float] | None = None) -> list[Unit]:
+    """Units in the order they start: longest first, so the last to finish is a short one and every
+    worker stays busy to the end. Without an estimate a unit's cost is its seeds (a stack of 10
+    trains longer than a stack of 1). Only the order changes: each unit's result does not."""
+    known = cost or {}
+    return sorted(units, key=lambda u: -known.get(u, len(u.seeds)))  # stable: ties keep the study's order
 
 
 def _finish(study, cfg, scale, seeds, runtime, unit_results, out, command, start) -> dict:

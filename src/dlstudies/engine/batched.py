@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from dlstudies.engine import fused, kernel
+from dlstudies.engine.evaluate import PROBE_CHUNK
 from dlstudies.engine.losses import LOSSES
 from dlstudies.engine.record import EpochLog, FitResult, Snapshots
 from dlstudies.engine.schedule import fixed_epochs, member_order
@@ -33,6 +34,10 @@ from dlstudies.models.stacked import StackedNet
 from dlstudies.optim import OptSpec, StackedOptimizer
 
 PATHS = ("auto", "kernel", "fused", "autograd")
+# Samples per forward/backward of a CNN's large batch on the autograd path, gradients summed: measured
+# (benchmarks/probes.py), a batch of 512 as 8 x 64 runs about 2x faster per step on one
+# thread, its activations staying in the cache.
+MICRO_BATCH = 64
 
 
 def fit_batched(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.Tensor, y: torch.Tensor,
@@ -50,12 +55,14 @@ def fit_batched(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.
     traces, snaps = [], Snapshots(spec.snapshot_every, spec.stop.max_epochs)
     snaps.after(0, net.flat)
     predict = fast.predict if taken == "kernel" else (lambda inputs: stacked_predict(net, inputs))
+    micro = micro_size(net, spec) if fast is None else 0
+    taken = f"{taken}-micro{micro}" if micro else taken  # recorded in results.json (engine_paths)
     for epoch in range(spec.stop.max_epochs):
         if fast is not None:  # keeps stopped members frozen itself, and has no buffers to hold
             losses, trace = fast.epoch(order(epoch), epoch < spec.trace_epochs)
         else:
             held = _hold_stopped(net, log.active)
-            losses, trace = _epoch(net, opt, x, y, order(epoch).to(spec.device), spec, epoch < spec.trace_epochs)
+            losses, trace = _epoch(net, opt, x, y, order(epoch).to(spec.device), spec, epoch < spec.trace_epochs, micro)
             _put_back(net, held)
             trace = _stopped_as_nan(trace, log.active)
         traces += [trace] if trace is not None else []
@@ -121,16 +128,39 @@ def _join(traces: list[dict]) -> dict[str, np.ndarray] | None:
     return {k: torch.cat([t[k] for t in traces], 1).cpu().numpy() for k in traces[0]} if traces else None
 
 
-def _epoch(net, opt, x, y, idx, spec: TrainSpec, tracing: bool):
+def micro_size(net: StackedNet, spec: TrainSpec) -> int:
+    """Samples per forward/backward within a batch; 0: the whole batch. Never with BatchNorm (its
+    statistics are the whole batch's). Auto (`spec.micro_batch` None): MICRO_BATCH for CNNs, whose
+    activations outgrow the cache; MLPs keep whole batches (their steps are overhead-bound)."""
+    names = {type(m).__name__ for m in net.template.modules()}
+    batch_norm = any(n.startswith("BatchNorm") for n in names)
+    if spec.micro_batch and batch_norm:
+        raise UsageError(f"micro_batch={spec.micro_batch}: not with BatchNorm in the model (its statistics are the batch's)")
+    size = spec.micro_batch if spec.micro_batch is not None else (MICRO_BATCH if "Conv2d" in names else 0)
+    return size if not batch_norm and 0 < size < spec.batch_size else 0
+
+
+def _batch_grad(net: StackedNet, loss_fn, x, y, rows, micro: int):
+    """(each member's mean loss over the batch, the flat gradient of their sum); in micro-batches,
+    each one's loss weighted by its share of the batch, their gradients summed: the batch's gradient."""
+    if not micro:
+        losses = loss_fn(net.forward(x[rows], training=True), y[rows])
+        return losses.detach(), net.flat_grad(losses.sum())
+    total, grad = 0.0, 0.0
+    for part in batches(rows.shape[1], micro):
+        r = rows[:, part]
+        losses = loss_fn(net.forward(x[r], training=True), y[r]) * ((part.stop - part.start) / rows.shape[1])
+        total, grad = total + losses.detach(), grad + net.flat_grad(losses.sum())
+    return total, grad
+
+
+def _epoch(net, opt, x, y, idx, spec: TrainSpec, tracing: bool, micro: int = 0):
     loss_fn = LOSSES.get(spec.loss).stacked
     total = torch.zeros(net.M, dtype=torch.float64, device=x.device)
     trace: dict[str, list] = {"loss": [], "grad_norm": []}
     for b in batches(idx.shape[1], spec.batch_size):
-        rows = idx[:, b]
-        losses = loss_fn(net.forward(x[rows], training=True), y[rows])
-        grad = net.flat_grad(losses.sum())
+        step_losses, grad = _batch_grad(net, loss_fn, x, y, idx[:, b], micro)
         opt.step(net.flat, grad)
-        step_losses = losses.detach()
         total += step_losses * (b.stop - b.start)
         if tracing:
             trace["loss"].append(step_losses.unsqueeze(1))
@@ -143,8 +173,10 @@ def _probe(predict, spec: TrainSpec) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def stacked_predict(net: StackedNet, x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """Outputs of every member on the same inputs, in eval mode: (M, N, ...)."""
+def stacked_predict(net: StackedNet, x: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    """Outputs of every member on the same inputs, in eval mode: (M, N, ...); `chunk` samples per
+    forward (default: PROBE_CHUNK on the CPU, where small chunks stay in the cache, 4096 on a GPU)."""
+    chunk = chunk or (PROBE_CHUNK if net.flat.device.type == "cpu" else 4096)
     x = x.to(net.flat.device, net.flat.dtype)
     outs = [net.forward(x[b].expand(net.M, *x[b].shape), training=False) for b in batches(len(x), chunk)]
     return torch.cat(outs, 1)

@@ -24,10 +24,13 @@ class TrainSpec:
     probes: tuple[Probe, ...] = field(default_factory=tuple)
     device: str = "cpu"
     snapshot_every: int = 0  # keep every member's parameters at epochs 0, k, 2k, ... (0: none)
+    micro_batch: int | None = None  # samples per forward/backward on the autograd path; None: auto, 0: whole batches
 
     def __post_init__(self):
         if self.batch_size < 1:
             raise UsageError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.micro_batch is not None and self.micro_batch < 0:
+            raise UsageError(f"micro_batch must be >= 0 (0: whole batches) or None (auto), got {self.micro_batch}")
         if self.snapshot_every < 0:
             raise UsageError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
         if not isinstance(self.order, str) and not callable(self.order):

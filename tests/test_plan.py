@@ -1,0 +1,117 @@
+"""`dlstudies plan`: the output format, the schedule it assumes, and an estimate held against a measured run."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import pytest
+import torch
+
+from dlstudies import plan as plan_module
+from dlstudies.app import announce_plan, seed_ids
+from dlstudies.cli import main
+from dlstudies.config import Runtime
+from dlstudies.plan import data_factor, estimate_study, hms, is_upper_bound, makespan, slice_config, timed
+from dlstudies.runner import execute_unit, longest_first, run_config, study_config
+from dlstudies.studies import STUDIES
+
+TOTAL = re.compile(r"^total: \d+:\d{2}:\d{2} wall with (\d+) workers$")
+FACTOR = 3.0  # the stated agreement of an estimate with a measured run, either way (a shared, loaded machine)
+
+
+def test_hms():
+    assert hms(0) == "0:00:00"
+    assert hms(3725.4) == "1:02:05"
+    assert hms(36000) == "10:00:00"
+
+
+@pytest.mark.parametrize("costs, workers", [([5, 1, 1, 1, 1, 1], 2), ([3, 3, 2, 2, 2], 2), ([4, 2, 7, 1], 3), ([2, 2], 1)])
+def test_makespan_is_longest_first_on_the_first_free_worker(costs, workers):
+    # Oracle: simulate the pool directly, time step by time step, with units taken longest first.
+    queue, busy, clock = sorted(costs, reverse=True), [0] * workers, 0
+    while queue or any(busy):
+        for w in range(workers):
+            if busy[w] == 0 and queue:
+                busy[w] = queue.pop(0)
+        clock += 1
+        busy = [max(0, b - 1) for b in busy]
+    assert makespan(costs, workers) == clock
+    assert max(costs) <= makespan(costs, workers) <= sum(costs)
+
+
+def test_plan_command_prints_units_and_the_total_last(capsys):
+    code = main(["plan", "grad-norm", "optimizers", "--scale", "smoke", "--seeds", "2", "--workers", "1"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert code == 0
+    assert TOTAL.match(lines[-1]) and TOTAL.match(lines[-1]).group(1) == "1"
+    study_lines = {line.split()[0]: line for line in lines[:2]}
+    assert set(study_lines) == {"grad-norm", "optimizers"}
+    assert re.search(r"\b1 units\b", study_lines["grad-norm"])
+    assert "≤" in study_lines["optimizers"] and "≤" not in study_lines["grad-norm"]  # a stop rule: upper bound
+    assert any(line.startswith("≤: an upper bound") for line in lines)
+
+
+def test_plan_takes_runs_arguments_and_refuses_bad_ones(capsys):
+    assert main(["plan", "grad-norm", "--scale", "smoke", "--set", "no_such_key=1"]) == 2
+    err = capsys.readouterr().err
+    assert "no_such_key" in err and len(err.strip().splitlines()) == 1
+
+
+def test_slices_cut_epochs_and_data_and_scale_back():
+    cfg = study_config("random-labels", "paper", [])
+    assert not is_upper_bound(cfg) and is_upper_bound(study_config("optimizers", "paper", []))
+    sliced = slice_config(cfg, 2, {"n_train": 54000, "n_test": 10000})
+    assert sliced.epochs == 2 and sliced.n_train == sliced.n_test == plan_module.SLICE_SAMPLES
+    assert data_factor({"n_train": 54000, "n_test": 10000}) == pytest.approx(64000 / (2 * plan_module.SLICE_SAMPLES))
+    assert data_factor({"n_train": 100}) == 1.0
+
+
+def test_estimate_agrees_with_a_measured_run(monkeypatch, tmp_path):
+    """A unit is estimated from slices of 1 and 2 epochs on 1/4 of its data, then trained in full:
+    the estimate is within FACTOR of the measured CPU time."""
+    monkeypatch.setattr(plan_module, "SLICE_SAMPLES", 200)
+    torch.set_num_threads(1)
+    runtime, seeds = Runtime(), (0, 1)
+    cfg = study_config("grad-norm", "smoke", ["epochs=8", "n_train=800"])
+    estimate = estimate_study("grad-norm", cfg, seeds, runtime, tmp_path)
+    (unit,) = STUDIES.get("grad-norm").work_units(cfg, seeds, runtime)
+    measured = min(timed(execute_unit, unit)[1] for _ in range(2))  # the quieter of two runs
+    (predicted,) = [u.seconds for u in estimate.units]
+    assert estimate.units[0].unit == unit
+    assert 1 / FACTOR <= predicted / measured <= FACTOR, (predicted, measured)
+
+
+def test_runner_starts_the_longest_unit_first(tmp_path):
+    cfg = study_config("function-fit", "smoke", [])
+    units = STUDIES.get("function-fit").work_units(cfg, (0,), Runtime())
+    cost = {u: float(i) for i, u in enumerate(units)}  # the last unit is the longest
+    started = []
+
+    def execute(fn, items, *progress):
+        started.extend(items)
+        return ((item, fn(item)) for item in items)
+
+    run_config("function-fit", cfg, "smoke", 1, Runtime(), tmp_path, execute, cost=cost)
+    assert started == units[::-1]
+    assert longest_first(units) == units  # no estimate: by seeds, ties in the study's order
+    mixed = [units[0], *STUDIES.get("function-fit").work_units(cfg, (0, 1, 2), Runtime())[:1]]
+    assert longest_first(mixed)[0].seeds == (0, 1, 2)
+
+
+def test_run_announces_the_estimate_and_its_units_are_the_runs(capsys):
+    cfg = study_config("grad-norm", "smoke", [])
+    cost = announce_plan({"grad-norm": cfg}, "default", 1, Runtime(), 2)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == "estimate:" and TOTAL.match(err[-1]).group(1) == "2"
+    assert list(cost) == STUDIES.get("grad-norm").work_units(cfg, seed_ids("grad-norm", "default", 1), Runtime())
+    assert announce_plan({"grad-norm": cfg}, "smoke", 1, Runtime(), 2) is None
+
+
+def test_unit_partition_is_the_configs_alone():
+    """A seed stays a seed: the units do not depend on workers, device or engine."""
+    cfg = study_config("random-labels", "smoke", [])
+    study = STUDIES.get("random-labels")
+    parts = [[(u.seeds, u.params) for u in study.work_units(cfg, (0, 1, 2), Runtime(device=d, engine=e))]
+             for d, e in itertools.product(("cpu", "cuda"), ("batched", "reference"))]
+    assert all(p == parts[0] for p in parts)
