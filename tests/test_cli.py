@@ -98,7 +98,7 @@ def test_quiet_prints_only_the_report_line(tmp_path, capsys, no_drawing):
 def _interrupt(tmp_path, signum) -> tuple[int, str]:
     """A pool run stopped by `signum` once its first study is under way: (exit code, stderr)."""
     env = {**os.environ, "PYTHONPATH": str(Path(dlstudies.__file__).parents[1])}
-    argv = [sys.executable, "-m", "dlstudies", "run", "normalization", "--workers", "2", "--out", str(tmp_path)]
+    argv = [sys.executable, "-m", "dlstudies", "run", "normalization", "--workers", "2", "--estimate", "--out", str(tmp_path)]
     proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
     first = ""  # the estimate's lines, then "normalization: 3 units, ... 3 to run": the pool is starting
     while not first.splitlines()[-1:] or not first.splitlines()[-1].startswith("normalization: "):

@@ -25,7 +25,7 @@ def run(study_or_list, *, scale: str = "default", seeds: int | Sequence[int] | N
         out: str | Path = "runs", overrides: Mapping[str, object] | None = None, engine: str = "batched",
         device: str = "cpu", workers: int | None = None, data_dir: str | None = None, backend: str = "local",
         scheduler: str | None = None, command: str | None = None, wait: bool = True,
-        quiet: bool = False) -> "Results":
+        quiet: bool = False, estimate: bool = False) -> "Results":
     """Run one study or several (ids, or "all") into `out`; return their Results.
 
     - `scale`: "smoke", "default" or "paper"; `seeds`: a count (seeds 0..n-1) or a list of seed ids,
@@ -42,6 +42,8 @@ def run(study_or_list, *, scale: str = "default", seeds: int | Sequence[int] | N
     - `backend`: "local" or "dask" (with `scheduler`, a dask scheduler address).
     - `wait`: if another run is writing `out`, wait for it to end (False: raise UsageError at once).
     - `quiet`: no progress bar or per-study lines on stderr.
+    - `estimate`: time a few steps of every unit first and print the estimate (as `dlstudies plan`);
+      units then start longest first. Off by default: the timed slices cost minutes at default scale.
     Everything is checked before the first unit trains; bad input raises `dlstudies.UsageError`.
     Units already stored in `out` are reused, so an interrupted run resumes where it stopped.
     """
@@ -53,7 +55,8 @@ def run(study_or_list, *, scale: str = "default", seeds: int | Sequence[int] | N
     command = command or _call_text(names, scale=scale, seeds=seeds, data=data, out=str(out), overrides=overrides,
                                     engine=engine, device=device, workers=workers)
     ran, report = run_many(names, scale, seeds, data, override_pairs(overrides), runtime, Path(out), backend,
-                           1 if workers is None else workers, command, wait=wait, quiet=quiet, scheduler=scheduler)
+                           1 if workers is None else workers, command, wait=wait, quiet=quiet, scheduler=scheduler,
+                           estimate=estimate)
     return Results([Path(out) / name for name in ran], report=report)
 
 

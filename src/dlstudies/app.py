@@ -188,14 +188,14 @@ def writing(out: Path, wait: bool = True) -> Iterator[Held]:
 
 
 def run_many(names, scale, seeds, data, overrides, runtime: Runtime, out: Path, backend, workers, command,
-             wait: bool = True, quiet: bool = False, **opts):
+             wait: bool = True, quiet: bool = False, estimate: bool = False, **opts):
     """Run the studies into `out` and render its report; returns (the studies run, in order, report path).
     `seeds`: None (each study's default), a count, or seed ids. `wait`: for another run writing `out`
     to end (else UsageError)."""
     from dlstudies.report import render_report
 
     configs = plan(names, scale, seeds, data, overrides, runtime, backend, workers, **opts)
-    cost = announce_plan(configs, scale, seeds, runtime, workers, quiet)
+    cost = announce_plan(configs, scale, seeds, runtime, workers, quiet) if estimate else None
     # Opened once for all studies, and before the first write: an unreachable scheduler is bad input too.
     with EXECUTORS.get(backend)(workers=workers, **opts) as execute, writing(out, wait) as held:
         check_writable(out, list(configs))

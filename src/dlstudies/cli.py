@@ -93,6 +93,9 @@ def _run_flags(run: argparse.ArgumentParser) -> None:
     run.add_argument("--scheduler", default=None,
                      help="address of a running dask scheduler, e.g. tcp://host:8786 (with --backend dask; docs/cluster.md)")
     run.add_argument("--quiet", action="store_true", help="no progress bar or per-study lines; only the report line")
+    run.add_argument("--estimate", action="store_true",
+                     help="first time a few steps of every unit and print the estimate (as `dlstudies plan`); "
+                          "units then start longest first")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -179,7 +182,8 @@ def _run(args, argv) -> int:
     results = run(args.studies, scale=args.scale, seeds=args.seeds, data=args.data, out=args.out,  # seeds None: per study
                   overrides=args.overrides, engine=args.engine, device=args.device,
                   workers=args.workers, data_dir=args.data_dir, backend=args.backend, scheduler=args.scheduler,
-                  command=command, wait=not args.no_wait, quiet=args.quiet)
+                  command=command, wait=not args.no_wait, quiet=args.quiet,
+                  estimate=args.estimate)
     # The last line: where the report is, as a link a terminal can open, and how long it all took.
     print(f"report: {Path(results.report).resolve().as_uri()} ({time.perf_counter() - start:.0f} s)", flush=True)
     return 0
