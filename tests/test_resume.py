@@ -103,3 +103,17 @@ def test_a_damaged_unit_file_is_recomputed_not_trusted(tmp_path):
     store.path("k").write_text('{"runs": [1.')  # as a crash outside dlstudies' atomic write might leave it
     assert store.load("k") is None
     assert store.load("absent") is None
+
+
+def test_a_unit_key_names_the_engine_paths_this_machine_offers(monkeypatch):
+    from dlstudies.config import Runtime
+    from dlstudies.engine import kernel
+    from dlstudies.runner import key_of
+    from dlstudies.studies import STUDIES, load_studies
+
+    load_studies()
+    study = STUDIES.get("grad-norm")
+    unit = study.work_units(study.presets["smoke"], (0,), Runtime())[0]
+    with_kernel = key_of(unit)
+    monkeypatch.setattr(kernel, "compiler", lambda: None)  # no compiler: only the fallback path runs
+    assert key_of(unit) != with_kernel

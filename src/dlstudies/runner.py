@@ -33,8 +33,18 @@ def execute_unit(unit: Unit) -> dict:
 
 
 def key_of(unit: Unit) -> str:
+    """The unit's store key. It includes which engine paths this machine offers (the compiled kernel
+    needs a compiler): a unit stored by the kernel is not reused where only the fallback runs."""
     return unit_key({"study": unit.study, "config": as_dict(unit.config), "seeds": list(unit.seeds),
-                     "params": [list(p) for p in unit.params], "runtime": as_dict(unit.runtime)})
+                     "params": [list(p) for p in unit.params], "runtime": as_dict(unit.runtime),
+                     "paths": engine_paths_offered(unit.runtime)})
+
+
+def engine_paths_offered(runtime) -> str:
+    if runtime.engine == "reference":
+        return "reference"
+    from dlstudies.engine import kernel
+    return "kernel" if kernel.compiler() is not None else "fused"
 
 
 def study_config(name: str, scale: str, overrides: list[str]):
