@@ -11,7 +11,6 @@ from scipy import stats as sps
 
 from dlstudies.analysis.stats import (
     all_pairs,
-    check,
     ci_clear_of_zero,
     paired_comparison,
     spearman,
@@ -106,11 +105,6 @@ def test_unaligned_pairs_are_an_error():
 def test_all_pairs_covers_each_pair_once_in_order():
     out = all_pairs("acc", {"p": [1, 2], "q": [2, 3], "r": [0, 1]})
     assert [(c["a"], c["b"]) for c in out] == [("p", "q"), ("p", "r"), ("q", "r")]
-
-
-def test_check_entry():
-    assert check("BN helps", "Ioffe 2015", np.bool_(True), "diff 0.02") == {
-        "claim": "BN helps", "source": "Ioffe 2015", "passed": True, "evidence": "diff 0.02"}
 
 
 values = st.lists(st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True, width=32)),

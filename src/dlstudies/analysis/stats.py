@@ -153,9 +153,6 @@ def trend(conditions: dict, x: dict[str, float], metric: str) -> dict:
     return {"metric": metric, "seeds": seeds, "per_seed": per_seed, "summary": s}
 
 
-def check(claim: str, source: str, passed: bool, evidence: str) -> dict:
-    """One entry of results.json's "checks": a claim of the literature and what we measured."""
-    return {"claim": str(claim), "source": str(source), "passed": bool(passed), "evidence": str(evidence)}
 
 
 # ---- intervals that respect what they measure (METHOD.md §2) -------------------------------------

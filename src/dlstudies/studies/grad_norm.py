@@ -27,7 +27,6 @@ import numpy as np
 from dlstudies.analysis.claims import Claim, opening
 from dlstudies.analysis.hessian import gradient_norms
 from dlstudies.analysis.measures import effect_text, interval_text, value_text
-from dlstudies.analysis.stats import describe, paired_effect
 from dlstudies.data import load_data
 from dlstudies.data.base import subsample
 from dlstudies.engine import LOSSES, TrainSpec, fixed_epochs

@@ -54,7 +54,7 @@ from dlstudies.optim import OptSpec
 from dlstudies.report import figures as fig
 from dlstudies.studies.base import Study, StudyConfig, Unit, register
 from dlstudies.studies.normalization import check_of, effect_of
-from dlstudies.studies.results import cell, describe_conditions, main_table, still_improving, stop_epoch
+from dlstudies.studies.results import cell, describe_conditions, still_improving, stop_epoch
 from dlstudies.studies.training import fit_members, member_dtype, split_probe
 
 METRICS = ("best_val_epochs", "train_loss", "train_acc", "val_acc", "test_acc", "stop_rule_epochs")
