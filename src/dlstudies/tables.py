@@ -105,4 +105,4 @@ def read_table(path, kind: str) -> pd.DataFrame:
 
 
 __all__ = ["CLAIM_COLUMNS", "RUN_COLUMNS", "claims_frame", "concat", "curves_frame", "runs_frame", "read_table",
-           "write_tables", "np"]
+           "write_tables"]
