@@ -91,7 +91,7 @@ class Config(StudyConfig):
 
 
 PRESETS = {"smoke": Config(epochs=3, grid=7, n_train=200), "default": Config(),
-           "paper": Config(epochs=100, grid=41)}
+           "paper": Config(data="fashion-mnist", epochs=100, grid=41)}
 
 
 def run_unit(unit) -> dict:
