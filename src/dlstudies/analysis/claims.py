@@ -14,8 +14,6 @@ silently dropped; a verdict resting on fewer than `min_n` finite seeds is inconc
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Callable
-
 import numpy as np
 
 from dlstudies.analysis import stats
@@ -241,5 +239,3 @@ def sanity(name: str, ok: bool, evidence: str) -> dict:
     """An internal invariant (equal parameter counts, eigenvalue count = P): not a claim, no source."""
     return {"name": str(name), "ok": bool(ok), "evidence": str(evidence)}
 
-
-ClaimsOf = Callable[[object], list]
