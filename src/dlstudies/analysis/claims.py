@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from dlstudies.analysis import stats
-from dlstudies.analysis.measures import effect_text, interval_text, measure, value_text
+from dlstudies.analysis.measures import effect_text, interval_text, value_text
 from dlstudies.registry import Registry
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
