@@ -30,6 +30,7 @@ from dlstudies.engine.record import EpochLog, FitResult, Snapshots
 from dlstudies.engine.schedule import fixed_epochs, member_order
 from dlstudies.engine.spec import TrainSpec, batches
 from dlstudies.errors import UsageError
+from dlstudies.models import conv
 from dlstudies.models.stacked import StackedNet
 from dlstudies.optim import OptSpec, StackedOptimizer
 
@@ -56,7 +57,7 @@ def fit_batched(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.
     snaps.after(0, net.flat)
     predict = fast.predict if taken == "kernel" else (lambda inputs: stacked_predict(net, inputs))
     micro = micro_size(net, spec) if fast is None else 0
-    taken = f"{taken}-micro{micro}" if micro else taken  # recorded in results.json (engine_paths)
+    taken = path_name(taken, micro, net)
     for epoch in range(spec.stop.max_epochs):
         if fast is not None:  # keeps stopped members frozen itself, and has no buffers to hold
             losses, trace = fast.epoch(order(epoch), epoch < spec.trace_epochs)
@@ -101,6 +102,14 @@ def _fast_trainer(net: StackedNet, opts, x, y, spec: TrainSpec, path: str):
         if path == "kernel":
             raise UsageError(f"the kernel path does not apply: {why}")
     return "fused", lambda opt: fused.FusedTrainer(net, opt, x, y, spec)
+
+
+def path_name(taken: str, micro: int, net: StackedNet) -> str:
+    """The path as results.json records it (engine_paths): its micro-batches, and how a CNN convolves
+    ("autograd-micro64-membersconv"), since both change a member's last bits."""
+    name = f"{taken}-micro{micro}" if micro else taken
+    convolves = any(type(m).__name__ == "Conv2d" for m in net.template.modules())
+    return f"{name}-{conv.conv_layout(net.flat.device)}conv" if convolves else name
 
 
 def _stopped_as_nan(trace: dict | None, active: torch.Tensor) -> dict | None:
