@@ -61,6 +61,7 @@ def test_auto_micro_batches_cnns_only_and_never_batch_norm():
     normed = StackedNet(_members(lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.BatchNorm1d(8), nn.Linear(8, 4))))
     assert micro_size(conv, TrainSpec(fixed_epochs(1), batch)) == MICRO_BATCH
     assert micro_size(conv, TrainSpec(fixed_epochs(1), MICRO_BATCH)) == 0  # no larger than a micro-batch
+    assert micro_size(conv, TrainSpec(fixed_epochs(1), batch, device="cuda")) == 0  # a GPU takes whole batches
     assert micro_size(mlp, TrainSpec(fixed_epochs(1), batch)) == 0
     assert micro_size(mlp, TrainSpec(fixed_epochs(1), batch, micro_batch=32)) == 32
     assert micro_size(normed, TrainSpec(fixed_epochs(1), batch)) == 0

@@ -176,13 +176,14 @@ def _join(traces: list[dict]) -> dict[str, np.ndarray] | None:
 
 def micro_size(net: StackedNet, spec: TrainSpec) -> int:
     """Samples per forward/backward within a batch; 0: the whole batch. Never with BatchNorm (its
-    statistics are the whole batch's). Auto (`spec.micro_batch` None): MICRO_BATCH for CNNs, whose
-    activations outgrow the cache; MLPs keep whole batches (their steps are overhead-bound)."""
+    statistics are the whole batch's). Auto (`spec.micro_batch` None): MICRO_BATCH for CNNs on the CPU,
+    whose activations outgrow the cache; MLPs and GPUs keep whole batches."""
     names = {type(m).__name__ for m in net.template.modules()}
     batch_norm = any(n.startswith("BatchNorm") for n in names)
     if spec.micro_batch and batch_norm:
         raise UsageError(f"micro_batch={spec.micro_batch}: not with BatchNorm in the model (its statistics are the batch's)")
-    size = spec.micro_batch if spec.micro_batch is not None else (MICRO_BATCH if "Conv2d" in names else 0)
+    auto = MICRO_BATCH if "Conv2d" in names and torch.device(spec.device).type == "cpu" else 0  # a GPU has no such cache
+    size = spec.micro_batch if spec.micro_batch is not None else auto
     return size if not batch_norm and 0 < size < spec.batch_size else 0
 
 
