@@ -63,13 +63,14 @@ def test_slices_cut_budgets_and_data():
     cfg = study_config("sensitivity", "paper", [])
     assert not is_upper_bound(study_config("random-labels", "paper", [])) and is_upper_bound(cfg)
     sizes = {"n_train": 54000, "n_test": 10000}
-    grid = slices(cfg, sizes)
+    k, grid = slices(cfg, sizes)
+    assert k == 1
     assert len({(s.budget, s.data) for s in grid}) == 4 and grid[-1].data == max(s.data for s in grid)
     top = grid[-1].config
     assert top.n_train == plan_module.SLICE_SAMPLES and top.n_test == math.ceil(10000 * grid[-1].data)
     assert top.epochs == 2 and top.max_steps == math.ceil(cfg.max_steps * 2 / cfg.epochs)  # step budgets cut alike
     assert top.sharpness_steps == cfg.sharpness_steps  # a measure's own steps are not a training budget
-    assert slices(cfg, {})[0].config.n_train == cfg.n_train  # nothing to cut
+    assert slices(cfg, {})[1][0].config.n_train == cfg.n_train  # nothing to cut
 
 
 @pytest.mark.parametrize("a, b, c, d", [(0.3, 5.0, 2.0, 100.0), (1.0, 0.0, 0.0, 40.0), (0.0, 0.0, 9.0, 0.0)])
@@ -84,7 +85,7 @@ def test_real_seconds_recovers_a_bilinear_cost(a, b, c, d):
 def synthetic_cost(unit) -> float:
     """A known cost per unit: fixed work, plus work that grows with epochs × samples and with its seeds."""
     cfg = unit.config
-    return 0.2 + 1e-5 * cfg.epochs * cfg.n_train * len(unit.seeds) * (1 + unit.param("corruption", 0.0))
+    return 0.2 + 1e-3 * cfg.epochs * cfg.n_train * len(unit.seeds) * (1 + unit.param("corruption", 0.0))
 
 
 @pytest.fixture

@@ -31,6 +31,8 @@ from dlstudies.runner import execute_unit
 from dlstudies.studies.base import Unit
 
 SLICE_SAMPLES = 512  # samples of the largest data set in the larger timed slice (the other: half as many)
+MIN_SLOPE_S = 0.25  # CPU seconds the larger budget must add to a slice: well above the noise of a shared machine
+MAX_SLICE_EPOCHS = 64  # the most epochs a slice's smaller budget grows to
 TRAINING_STEPS = ("max_steps", "gn_steps")  # step budgets of a training phase, cut with the epochs
 
 
@@ -158,14 +160,14 @@ def data_fractions(sizes: dict[str, int]) -> tuple[float, ...]:
     return (top / 2, top)
 
 
-def slices(cfg, sizes: dict[str, int]) -> list[Slice]:
-    """Two budgets × two data sizes: the first grid the study's rules accept (some need >= 2
-    epochs or a multiple of a snapshot interval; some a minimum of samples per parameter, and
-    their data is then not cut)."""
+def slices(cfg, sizes: dict[str, int], epochs: int = 1) -> tuple[int, list[Slice]]:
+    """(k, grid): budgets of k and 2k epochs × two data sizes, the first grid from `epochs` on that
+    the study's rules accept (some need >= 2 epochs or a multiple of a snapshot interval; some a
+    minimum of samples per parameter, and their data is then not cut)."""
     for data in (data_fractions(sizes), (1.0,)):
-        for k in range(1, 11):
+        for k in range(epochs, epochs + 10):
             try:
-                return [Slice(f, g, slice_config(cfg, f, g, sizes)) for g in data for f in budget_fractions(cfg, k)]
+                return k, [Slice(f, g, slice_config(cfg, f, g, sizes)) for g in data for f in budget_fractions(cfg, k)]
             except UsageError:
                 continue
     raise UsageError(f"{type(cfg).__module__}: no timed slice of this config is valid; cannot estimate it")
@@ -240,23 +242,38 @@ def estimate_study(name: str, cfg, seeds: tuple[int, ...], runtime: Runtime, fol
     largest data size (its data scaled as the first one's), then the analysis on the largest slice's results."""
     study = STUDIES.get(name)
     real = study.work_units(cfg, seeds, runtime)
-    grid = slices(cfg, data_sizes(cfg, runtime))
-    sliced = [study.work_units(s.config, seeds, runtime) for s in grid]
-    if any(len(units) != len(real) for units in sliced):
-        raise UsageError(f"{name}: its units change with the epoch budget or data size; cannot estimate it")
-    top = [j for j, s in enumerate(grid) if s.data == grid[-1].data]  # grid: by data, then budget
-    lead = _time_slices([units[0] for units in sliced])
-    scale = scaling({(s.budget, s.data): t for s, (t, _) in zip(grid, lead)})
+    grid, sliced, top, timings = _settled_grid(study, cfg, seeds, runtime, len(real))
+    rest = [j for j in range(len(grid)) if j not in top]  # the first unit at the smaller data size
+    lead = dict(zip(top, timings)) | dict(zip(rest, _time_slices([sliced[j][0] for j in rest])))
+    scale = scaling({(grid[j].budget, grid[j].data): t for j, (t, _) in lead.items()})
     seconds, results = {}, {}
     for i, unit in enumerate(real):
         if shape_of(unit) not in seconds:
-            timings = lead[top[0]:] if i == 0 else _time_slices([sliced[j][i] for j in top])
-            seconds[shape_of(unit)] = scale.real_seconds({grid[j].budget: t for j, (t, _) in zip(top, timings)})
-            results[shape_of(unit)] = timings[-1][1]
+            mine = timings if i == 0 else _time_slices([sliced[j][i] for j in top])
+            seconds[shape_of(unit)] = scale.real_seconds({grid[j].budget: t for j, (t, _) in zip(top, mine)})
+            results[shape_of(unit)] = mine[-1][1]
     bound = is_upper_bound(cfg)
     estimates = tuple(UnitEstimate(u, seconds[shape_of(u)], bound) for u in real)
     replicas = [with_seeds(results[shape_of(u)], u.seeds) for u in real]
     return StudyEstimate(name, estimates, _analysis_s(study, grid[-1].config, seeds, runtime, replicas, folder))
+
+
+def _settled_grid(study, cfg, seeds, runtime, n_units: int):
+    """(grid, its units per slice, the indices of the largest data size's slices, the first unit's
+    timings there): epochs doubled until what the budget adds to the first unit stands MIN_SLOPE_S
+    above the timing noise, or the budget is whole, or MAX_SLICE_EPOCHS."""
+    sizes, k = data_sizes(cfg, runtime), 1
+    while True:
+        k, grid = slices(cfg, sizes, k)
+        sliced = [study.work_units(s.config, seeds, runtime) for s in grid]
+        if any(len(units) != n_units for units in sliced):
+            raise UsageError(f"{study.name}: its units change with the epoch budget or data size; cannot estimate it")
+        top = [j for j, s in enumerate(grid) if s.data == grid[-1].data]  # grid: by data, then budget
+        timings = _time_slices([sliced[j][0] for j in top])
+        added = timings[-1][0] - timings[0][0]
+        if len(top) < 2 or added >= MIN_SLOPE_S or grid[-1].budget >= 1.0 or 2 * k > MAX_SLICE_EPOCHS:
+            return grid, sliced, top, timings
+        k *= 2
 
 
 def _time_slices(units: list[Unit]) -> list[tuple[float, dict]]:
