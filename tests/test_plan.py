@@ -168,3 +168,23 @@ def test_unit_partition_is_the_configs_alone():
     parts = [[(u.seeds, u.params) for u in study.work_units(cfg, (0, 1, 2), Runtime(device=d, engine=e))]
              for d, e in itertools.product(("cpu", "cuda"), ("batched", "reference"))]
     assert all(p == parts[0] for p in parts)
+
+
+def test_slices_grow_until_the_budget_stands_above_the_noise(monkeypatch, tmp_path):
+    """A unit whose epochs cost little next to its fixed work is timed at more epochs, and still
+    estimated right; the epochs stop growing once the larger budget adds MIN_SLOPE_S."""
+    epochs = []
+
+    def timed(fn, *args):
+        if fn is not plan_module.execute_unit:
+            return fn(*args), 0.0
+        epochs.append(args[0].config.epochs)
+        return {"runs": []}, 0.5 + 0.01 * args[0].config.epochs
+
+    monkeypatch.setattr(plan_module, "timed", timed)
+    monkeypatch.setattr(plan_module, "_analysis_s", lambda *args: 0.0)
+    cfg = study_config("grad-norm", "default", ["epochs=1000"])
+    est = estimate_study("grad-norm", cfg, (0,), Runtime(), tmp_path)
+    assert est.units[0].seconds == pytest.approx(0.5 + 0.01 * 1000)
+    assert epochs[0] <= 2 and max(epochs) // 2 >= plan_module.MIN_SLOPE_S / 0.01  # grown to 25+ epochs added
+    assert max(epochs) <= 2 * plan_module.MAX_SLICE_EPOCHS

@@ -33,6 +33,7 @@ from dlstudies.studies.base import Unit
 SLICE_SAMPLES = 512  # samples of the largest data set in the larger timed slice (the other: half as many)
 MIN_SLOPE_S = 0.25  # CPU seconds the larger budget must add to a slice: well above the noise of a shared machine
 MAX_SLICE_EPOCHS = 64  # the most epochs a slice's smaller budget grows to
+MAX_SLICE_S = 1.0  # nor past a slice of this many CPU seconds
 TRAINING_STEPS = ("max_steps", "gn_steps")  # step budgets of a training phase, cut with the epochs
 
 
@@ -261,7 +262,8 @@ def estimate_study(name: str, cfg, seeds: tuple[int, ...], runtime: Runtime, fol
 def _settled_grid(study, cfg, seeds, runtime, n_units: int):
     """(grid, its units per slice, the indices of the largest data size's slices, the first unit's
     timings there): epochs doubled until what the budget adds to the first unit stands MIN_SLOPE_S
-    above the timing noise, or the budget is whole, or MAX_SLICE_EPOCHS."""
+    above the timing noise, or the budget is whole, or MAX_SLICE_EPOCHS, or a slice takes
+    MAX_SLICE_S (a stop rule that ends a slice early adds nothing however many epochs it is given)."""
     sizes, k = data_sizes(cfg, runtime), 1
     while True:
         k, grid = slices(cfg, sizes, k)
@@ -271,7 +273,8 @@ def _settled_grid(study, cfg, seeds, runtime, n_units: int):
         top = [j for j, s in enumerate(grid) if s.data == grid[-1].data]  # grid: by data, then budget
         timings = _time_slices([sliced[j][0] for j in top])
         added = timings[-1][0] - timings[0][0]
-        if len(top) < 2 or added >= MIN_SLOPE_S or grid[-1].budget >= 1.0 or 2 * k > MAX_SLICE_EPOCHS:
+        whole = grid[-1].budget >= 1.0 or 2 * k > MAX_SLICE_EPOCHS or timings[-1][0] >= MAX_SLICE_S
+        if len(top) < 2 or added >= MIN_SLOPE_S or whole:
             return grid, sliced, top, timings
         k *= 2
 
