@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import re
 
 import pytest
@@ -12,7 +13,7 @@ from dlstudies import plan as plan_module
 from dlstudies.app import announce_plan, seed_ids
 from dlstudies.cli import main
 from dlstudies.config import Runtime
-from dlstudies.plan import data_factor, estimate_study, hms, is_upper_bound, makespan, slice_config, timed
+from dlstudies.plan import estimate_study, hms, is_upper_bound, makespan, real_seconds, slices, timed
 from dlstudies.runner import execute_unit, longest_first, run_config, study_config
 from dlstudies.studies import STUDIES
 
@@ -58,13 +59,65 @@ def test_plan_takes_runs_arguments_and_refuses_bad_ones(capsys):
     assert "no_such_key" in err and len(err.strip().splitlines()) == 1
 
 
-def test_slices_cut_epochs_and_data_and_scale_back():
-    cfg = study_config("random-labels", "paper", [])
-    assert not is_upper_bound(cfg) and is_upper_bound(study_config("optimizers", "paper", []))
-    sliced = slice_config(cfg, 2, {"n_train": 54000, "n_test": 10000})
-    assert sliced.epochs == 2 and sliced.n_train == sliced.n_test == plan_module.SLICE_SAMPLES
-    assert data_factor({"n_train": 54000, "n_test": 10000}) == pytest.approx(64000 / (2 * plan_module.SLICE_SAMPLES))
-    assert data_factor({"n_train": 100}) == 1.0
+def test_slices_cut_budgets_and_data():
+    cfg = study_config("sensitivity", "paper", [])
+    assert not is_upper_bound(study_config("random-labels", "paper", [])) and is_upper_bound(cfg)
+    sizes = {"n_train": 54000, "n_test": 10000}
+    k, grid = slices(cfg, sizes)
+    assert k == 1
+    assert len({(s.budget, s.data) for s in grid}) == 4 and grid[-1].data == max(s.data for s in grid)
+    top = grid[-1].config
+    assert top.n_train == plan_module.SLICE_SAMPLES and top.n_test == math.ceil(10000 * grid[-1].data)
+    assert top.epochs == 2 and top.max_steps == math.ceil(cfg.max_steps * 2 / cfg.epochs)  # step budgets cut alike
+    assert top.sharpness_steps == cfg.sharpness_steps  # a measure's own steps are not a training budget
+    assert slices(cfg, {})[1][0].config.n_train == cfg.n_train  # nothing to cut
+
+
+@pytest.mark.parametrize("a, b, c, d", [(0.3, 5.0, 2.0, 100.0), (1.0, 0.0, 0.0, 40.0), (0.0, 0.0, 9.0, 0.0)])
+def test_real_seconds_recovers_a_bilinear_cost(a, b, c, d):
+    cost = lambda f, g: a + b * g + f * (c + d * g)  # noqa: E731
+    times = {(f, g): cost(f, g) for f in (0.01, 0.02) for g in (0.005, 0.01)}
+    assert real_seconds(times) == pytest.approx(cost(1, 1))
+    assert real_seconds({(0.5, 1.0): 2.0, (1.0, 1.0): 3.0}) == pytest.approx(3.0)
+    assert real_seconds({(0.1, 1.0): 5.0, (0.2, 1.0): 4.0}) == 4.0  # noise never makes more work cost less
+
+
+def synthetic_cost(unit) -> float:
+    """A known cost per unit: fixed work, plus work that grows with epochs × samples and with its seeds."""
+    cfg = unit.config
+    return 0.2 + 1e-3 * cfg.epochs * cfg.n_train * len(unit.seeds) * (1 + unit.param("corruption", 0.0))
+
+
+@pytest.fixture
+def synthetic_timing(monkeypatch):
+    """Units cost synthetic_cost (nothing trains); every unit timed is counted."""
+    counted = []
+
+    def timed(fn, *args):
+        if fn is not plan_module.execute_unit:
+            return fn(*args), 0.0
+        counted.append(args[0])
+        return {"runs": []}, synthetic_cost(args[0])
+
+    monkeypatch.setattr(plan_module, "timed", timed)
+    monkeypatch.setattr(plan_module, "_analysis_s", lambda *args: 0.0)
+    return counted
+
+
+def test_a_unit_with_twice_the_epochs_is_estimated_twice_as_long(synthetic_timing, tmp_path):
+    seeds, runtime = tuple(range(10)), Runtime()
+    study = STUDIES.get("random-labels")
+    for epochs in (100, 200):
+        cfg = study_config("random-labels", "default", [f"epochs={epochs}"])
+        est = estimate_study("random-labels", cfg, seeds, runtime, tmp_path)
+        real = study.work_units(cfg, seeds, runtime)
+        assert [u.unit for u in est.units] == real
+        first = est.units[0]
+        assert first.seconds == pytest.approx(synthetic_cost(first.unit))  # the timed unit: exact
+        for u in est.units:  # the others scale as the first one does: within their fixed work
+            assert u.seconds == pytest.approx(synthetic_cost(u.unit), rel=0.05)
+    shapes = {(u.params, len(u.seeds)) for u in real}
+    assert len(real) > len(shapes) and len(synthetic_timing) == 2 * (4 + 2 * (len(shapes) - 1))  # one unit per shape
 
 
 def test_estimate_agrees_with_a_measured_run(monkeypatch, tmp_path):
@@ -115,3 +168,23 @@ def test_unit_partition_is_the_configs_alone():
     parts = [[(u.seeds, u.params) for u in study.work_units(cfg, (0, 1, 2), Runtime(device=d, engine=e))]
              for d, e in itertools.product(("cpu", "cuda"), ("batched", "reference"))]
     assert all(p == parts[0] for p in parts)
+
+
+def test_slices_grow_until_the_budget_stands_above_the_noise(monkeypatch, tmp_path):
+    """A unit whose epochs cost little next to its fixed work is timed at more epochs, and still
+    estimated right; the epochs stop growing once the larger budget adds MIN_SLOPE_S."""
+    epochs = []
+
+    def timed(fn, *args):
+        if fn is not plan_module.execute_unit:
+            return fn(*args), 0.0
+        epochs.append(args[0].config.epochs)
+        return {"runs": []}, 0.5 + 0.01 * args[0].config.epochs
+
+    monkeypatch.setattr(plan_module, "timed", timed)
+    monkeypatch.setattr(plan_module, "_analysis_s", lambda *args: 0.0)
+    cfg = study_config("grad-norm", "default", ["epochs=1000"])
+    est = estimate_study("grad-norm", cfg, (0,), Runtime(), tmp_path)
+    assert est.units[0].seconds == pytest.approx(0.5 + 0.01 * 1000)
+    assert epochs[0] <= 2 and max(epochs) // 2 >= plan_module.MIN_SLOPE_S / 0.01  # grown to 25+ epochs added
+    assert max(epochs) <= 2 * plan_module.MAX_SLICE_EPOCHS

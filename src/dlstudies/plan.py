@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import math
 import tempfile
 import time
 from dataclasses import dataclass
@@ -26,11 +27,14 @@ from pathlib import Path
 from dlstudies.config import Runtime, as_dict
 from dlstudies.errors import UsageError
 from dlstudies.studies import STUDIES
+from dlstudies.runner import execute_unit
 from dlstudies.studies.base import Unit
 
-SLICE_SAMPLES = 512  # training (and test) samples of a timed slice: large enough for every batch size
-SLICES = tuple((k, 2 * k) for k in range(1, 11))  # (short, long) epochs: the first pair a study's rules accept
-# (some need >= 2 epochs, or a multiple of a snapshot interval)
+SLICE_SAMPLES = 512  # samples of the largest data set in the larger timed slice (the other: half as many)
+MIN_SLOPE_S = 0.25  # CPU seconds the larger budget must add to a slice: well above the noise of a shared machine
+MAX_SLICE_EPOCHS = 64  # the most epochs a slice's smaller budget grows to
+MAX_SLICE_S = 1.0  # nor past a slice of this many CPU seconds
+TRAINING_STEPS = ("max_steps", "gn_steps")  # step budgets of a training phase, cut with the epochs
 
 
 @dataclass(frozen=True)
@@ -84,13 +88,19 @@ def makespan(costs: list[float], workers: int) -> float:
 
 # ---- slices of a config ----------------------------------------------------------------------
 
+def budget_fields(cfg) -> list[str]:
+    """The int fields that set how long a unit trains: every `*epochs`, and TRAINING_STEPS."""
+    return [f.name for f in dataclasses.fields(cfg) if isinstance(getattr(cfg, f.name), int)
+            and (f.name.endswith("epochs") or f.name in TRAINING_STEPS)]
+
+
 def epoch_fields(cfg) -> list[str]:
-    return [f.name for f in dataclasses.fields(cfg) if f.name.endswith("epochs") and isinstance(getattr(cfg, f.name), int)]
+    return [name for name in budget_fields(cfg) if name.endswith("epochs")]
 
 
 def is_upper_bound(cfg) -> bool:
-    """A stop rule ends training at most at `max_epochs`; a fixed budget runs exactly `epochs`."""
-    return any("max_epochs" in name for name in epoch_fields(cfg))
+    """A stop rule ends training at most at its `max_*` budget; a fixed budget runs exactly `epochs`."""
+    return any(name.startswith("max_") for name in budget_fields(cfg))
 
 
 def data_sizes(cfg, runtime: Runtime) -> dict[str, int]:
@@ -113,18 +123,106 @@ def _dataset_sizes(cfg, runtime: Runtime) -> dict[str, int]:
     return {"n_train": len(data.train), "n_test": len(data.test)}
 
 
-def slice_config(cfg, epochs: int, sizes: dict[str, int]):
-    """`cfg` with every epoch budget at `epochs` and its data cut to SLICE_SAMPLES (a UsageError
-    when the study's rules refuse it)."""
-    changes = {name: min(epochs, getattr(cfg, name)) for name in epoch_fields(cfg)}
-    changes.update({name: min(n, SLICE_SAMPLES) for name, n in sizes.items()})
+@dataclass(frozen=True)
+class Slice:
+    """`config` with its training budgets at `budget` and its samples at `data` (fractions of the real unit's)."""
+
+    budget: float
+    data: float
+    config: object
+
+
+def cut(value: int, fraction: float) -> int:
+    return value if value == 0 else min(value, max(1, math.ceil(value * fraction - 1e-9)))
+
+
+def slice_config(cfg, budget: float, data: float, sizes: dict[str, int]):
+    """`cfg` with every training budget and data size cut to the fractions (a UsageError when the
+    study's rules refuse it)."""
+    changes = {name: cut(getattr(cfg, name), budget) for name in budget_fields(cfg)}
+    changes.update({name: cut(n, data) for name, n in sizes.items()})
     return dataclasses.replace(cfg, **changes)
 
 
-def data_factor(sizes: dict[str, int]) -> float:
-    """Samples of the real unit per sample of its slice."""
-    cut = sum(min(n, SLICE_SAMPLES) for n in sizes.values())
-    return sum(sizes.values()) / cut if cut else 1.0
+def budget_fractions(cfg, k: int) -> tuple[float, ...]:
+    """k and 2k epochs of the longest epoch budget, as fractions of it (one fraction where 2k reaches it)."""
+    longest = max((getattr(cfg, name) for name in epoch_fields(cfg)), default=0)
+    if longest <= k:
+        return (1.0,)
+    return tuple(sorted({k / longest, min(1.0, 2 * k / longest)}))
+
+
+def data_fractions(sizes: dict[str, int]) -> tuple[float, ...]:
+    """SLICE_SAMPLES and half as many of the largest data size, as fractions of it."""
+    largest = max(sizes.values(), default=0)
+    if largest <= 1:
+        return (1.0,)
+    top = min(1.0, SLICE_SAMPLES / largest)
+    return (top / 2, top)
+
+
+def slices(cfg, sizes: dict[str, int], epochs: int = 1) -> tuple[int, list[Slice]]:
+    """(k, grid): budgets of k and 2k epochs × two data sizes, the first grid from `epochs` on that
+    the study's rules accept (some need >= 2 epochs or a multiple of a snapshot interval; some a
+    minimum of samples per parameter, and their data is then not cut)."""
+    for data in (data_fractions(sizes), (1.0,)):
+        for k in range(epochs, epochs + 10):
+            try:
+                return k, [Slice(f, g, slice_config(cfg, f, g, sizes)) for g in data for f in budget_fractions(cfg, k)]
+            except UsageError:
+                continue
+    raise UsageError(f"{type(cfg).__module__}: no timed slice of this config is valid; cannot estimate it")
+
+
+def line(points: dict[float, float]) -> tuple[float, float]:
+    """(value at 0, slope) of the line through two points {x: y}, its slope at least 0 (cost never
+    falls as work grows, whatever the timing noise); one point: a flat line."""
+    (x1, y1), *rest = sorted(points.items())
+    if not rest:
+        return y1, 0.0
+    x2, y2 = rest[-1]
+    slope = max(0.0, (y2 - y1) / (x2 - x1))
+    return y2 - slope * x2, slope
+
+
+def at_one(points: dict[float, float]) -> float:
+    value, slope = line(points)
+    return max(value + slope, max(points.values()))
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """How a unit's budget line at the sliced data size grows to all of its data: the line's value
+    at budget 0 (work done once per unit) and its slope (work per unit of budget) each by its factor."""
+
+    fixed: float
+    per_budget: float
+
+    def real_seconds(self, times: dict[float, float]) -> float:
+        """Seconds of the real unit from {budget: seconds} of its slices at the sliced data size."""
+        value, slope = line(times)
+        return max(0.0, value) * self.fixed + slope * self.per_budget
+
+
+def scaling(times: dict[tuple[float, float], float]) -> Scaling:
+    """The Scaling of a unit timed at {(budget, data): seconds}: cost = a + b·data + budget·(c + d·data)
+    (bilinear), so the work that grows with epochs × samples (the fits), with epochs alone (a step
+    budget), with samples alone (final evaluations) and with neither (building models, measures on
+    fixed sample counts) each scale as they do."""
+    by_data: dict[float, dict[float, float]] = {}
+    for (f, g), t in times.items():
+        by_data.setdefault(g, {})[f] = t
+    lines = {g: line(points) for g, points in by_data.items()}
+    top = lines[max(lines)]
+    fixed = at_one({g: max(0.0, v) for g, (v, _) in lines.items()})
+    per_budget = at_one({g: s for g, (_, s) in lines.items()})
+    return Scaling(fixed / top[0] if top[0] > 0 else 1.0, per_budget / top[1] if top[1] > 0 else 1.0)
+
+
+def real_seconds(times: dict[tuple[float, float], float]) -> float:
+    """Seconds of the real unit (budget 1, data 1) from its slices {(budget, data): seconds}."""
+    top = max(g for _, g in times)
+    return scaling(times).real_seconds({f: t for (f, g), t in times.items() if g == top})
 
 
 # ---- timing ----------------------------------------------------------------------------------
@@ -135,47 +233,68 @@ def timed(fn, *args):
     return value, time.process_time() - start
 
 
-def _slices(cfg, sizes: dict[str, int]):
-    """(short, long, short config, long config, data sizes cut): the first pair of slices the study
-    accepts, with its data cut where its rules allow (a minimum of samples per parameter may not)."""
-    for cut in (sizes, {}):
-        for short, long in SLICES:
-            try:
-                return short, long, slice_config(cfg, short, cut), slice_config(cfg, long, cut), cut
-            except UsageError:
-                continue
-    raise UsageError(f"{type(cfg).__module__}: no timed slice of this config is valid; cannot estimate it")
-
-
-def _line(t_short: float, t_long: float, short: int, long: int) -> tuple[float, float]:
-    """(fixed seconds, seconds per epoch) through two timed slices."""
-    per_epoch = max(0.0, (t_long - t_short) / (long - short))
-    return max(0.0, t_long - per_epoch * long), per_epoch
+def shape_of(unit: Unit) -> tuple:
+    """Units alike but for their seeds cost alike: one of each shape is timed."""
+    return unit.params, len(unit.seeds)
 
 
 def estimate_study(name: str, cfg, seeds: tuple[int, ...], runtime: Runtime, folder: Path) -> StudyEstimate:
-    """Time every unit of the study as two slices, then its analysis on the long slices' results."""
-    from dlstudies.runner import execute_unit
-
+    """Time the study's first unit as every slice, one unit of each other shape as the slices of the
+    largest data size (its data scaled as the first one's), then the analysis on the largest slice's results."""
     study = STUDIES.get(name)
-    sizes = data_sizes(cfg, runtime)
-    short, long, cfg_short, cfg_long, sizes = _slices(cfg, sizes)
-    epochs = max((getattr(cfg, f) for f in epoch_fields(cfg)), default=long)
-    factor, bound = data_factor(sizes), is_upper_bound(cfg)
     real = study.work_units(cfg, seeds, runtime)
-    pairs = zip(study.work_units(cfg_short, seeds, runtime), study.work_units(cfg_long, seeds, runtime))
-    estimates, results, lines = [], [], {}
-    for unit, (a, b) in zip(real, pairs):
-        shape = (unit.params, len(unit.seeds))  # units alike but for their seeds cost alike
-        t_short = timed(execute_unit, a)[1] if shape not in lines else None
-        result, t_long = timed(execute_unit, b)  # every unit's long slice: the analysis reads them all
-        if t_short is not None:
-            lines[shape] = _line(t_short, t_long, short, long)
-        fixed, per_epoch = lines[shape]
-        estimates.append(UnitEstimate(unit, (fixed + per_epoch * epochs) * factor, bound))
-        results.append(result)
-    analysis = _analysis_s(study, cfg_long, seeds, runtime, results, folder)
-    return StudyEstimate(name, tuple(estimates), analysis)
+    grid, sliced, top, timings = _settled_grid(study, cfg, seeds, runtime, len(real))
+    rest = [j for j in range(len(grid)) if j not in top]  # the first unit at the smaller data size
+    lead = dict(zip(top, timings)) | dict(zip(rest, _time_slices([sliced[j][0] for j in rest])))
+    scale = scaling({(grid[j].budget, grid[j].data): t for j, (t, _) in lead.items()})
+    seconds, results = {}, {}
+    for i, unit in enumerate(real):
+        if shape_of(unit) not in seconds:
+            mine = timings if i == 0 else _time_slices([sliced[j][i] for j in top])
+            seconds[shape_of(unit)] = scale.real_seconds({grid[j].budget: t for j, (t, _) in zip(top, mine)})
+            results[shape_of(unit)] = mine[-1][1]
+    bound = is_upper_bound(cfg)
+    estimates = tuple(UnitEstimate(u, seconds[shape_of(u)], bound) for u in real)
+    replicas = [with_seeds(results[shape_of(u)], u.seeds) for u in real]
+    return StudyEstimate(name, estimates, _analysis_s(study, grid[-1].config, seeds, runtime, replicas, folder))
+
+
+def _settled_grid(study, cfg, seeds, runtime, n_units: int):
+    """(grid, its units per slice, the indices of the largest data size's slices, the first unit's
+    timings there): epochs doubled until what the budget adds to the first unit stands MIN_SLOPE_S
+    above the timing noise, or the budget is whole, or MAX_SLICE_EPOCHS, or a slice takes
+    MAX_SLICE_S (a stop rule that ends a slice early adds nothing however many epochs it is given)."""
+    sizes, k = data_sizes(cfg, runtime), 1
+    while True:
+        k, grid = slices(cfg, sizes, k)
+        sliced = [study.work_units(s.config, seeds, runtime) for s in grid]
+        if any(len(units) != n_units for units in sliced):
+            raise UsageError(f"{study.name}: its units change with the epoch budget or data size; cannot estimate it")
+        top = [j for j, s in enumerate(grid) if s.data == grid[-1].data]  # grid: by data, then budget
+        timings = _time_slices([sliced[j][0] for j in top])
+        added = timings[-1][0] - timings[0][0]
+        whole = grid[-1].budget >= 1.0 or 2 * k > MAX_SLICE_EPOCHS or timings[-1][0] >= MAX_SLICE_S
+        if len(top) < 2 or added >= MIN_SLOPE_S or whole:
+            return grid, sliced, top, timings
+        k *= 2
+
+
+def _time_slices(units: list[Unit]) -> list[tuple[float, dict]]:
+    """(seconds, result) of each of the slices of one real unit."""
+    return [timed(execute_unit, unit)[::-1] for unit in units]
+
+
+def with_seeds(result, seeds: tuple[int, ...]):
+    """A copy of one unit's result as another unit of its shape gives it: the i-th seed met is seeds[i]."""
+    found: dict = {}
+
+    def relabel(value):
+        if isinstance(value, dict):
+            return {k: (seeds[found.setdefault(v, len(found)) % len(seeds)] if k == "seed" else relabel(v))
+                    for k, v in value.items()}
+        return [relabel(v) for v in value] if isinstance(value, list) else value
+
+    return relabel(result)
 
 
 def _analysis_s(study, cfg, seeds, runtime, results, folder: Path) -> float:
