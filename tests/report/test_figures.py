@@ -7,6 +7,7 @@ import numpy as np
 from scipy import stats as sps
 
 from dlstudies.report import figures as F
+from dlstudies.report.ticks import _collide
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -171,10 +172,10 @@ def test_tidy_ticks_leaves_no_colliding_labels():
         ax.xaxis.set_major_locator(MaxNLocator(nbins=20, integer=True))  # crowded on purpose
     fig.draw_without_rendering()
     renderer = fig.canvas.get_renderer()
-    assert any(F._collide(ax.xaxis.get_ticklabels(), renderer) for ax in axes)
+    assert any(_collide(ax.xaxis.get_ticklabels(), renderer) for ax in axes)
     F.tidy_ticks(fig)
     fig.draw_without_rendering()
-    assert not any(F._collide(axis.get_ticklabels(which="both"), renderer) for ax in axes for axis in (ax.xaxis, ax.yaxis))
+    assert not any(_collide(axis.get_ticklabels(which="both"), renderer) for ax in axes for axis in (ax.xaxis, ax.yaxis))
     assert all(len(ax.xaxis.get_majorticklocs()) >= 2 for ax in axes)
 
 

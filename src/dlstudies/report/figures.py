@@ -14,7 +14,8 @@ runs; past the step where the first seed stopped, each remaining seed is a thin 
 so a mean never jumps when a seed drops out. Seeds that end more than SPREAD_FOR_SEEDS apart (a
 bimodal result) are drawn each as a thin line throughout, with no band between them.
 
-`save` writes PNG and SVG, after `tidy_ticks` has thinned any axis whose tick labels collide.
+`save` writes PNG and SVG, after `tidy_ticks` (report.ticks) has given narrow log axes plain
+numbers and thinned any axis whose tick labels collide.
 
 Bands over seeds (`mean_band`): at each step, the runs still running give the mean and a 95%
 t-interval of that mean. With only two runs the t quantile is 12.7 and the band would swamp the
@@ -39,9 +40,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex, to_rgba
 from matplotlib.figure import Figure
 from matplotlib.markers import MarkerStyle
-from matplotlib.ticker import FixedLocator, LogLocator, MaxNLocator, NullFormatter
+from matplotlib.ticker import MaxNLocator
 from scipy import stats as sps
 
+from dlstudies.report.ticks import tidy_ticks
 from dlstudies.store import write_atomic
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000", "#F0E442")
@@ -173,12 +175,15 @@ def _seed_lines(ax: Axes, x, values: np.ndarray, start: int, color: str, label: 
     return labelled
 
 
-def share_y(axes) -> None:
-    """One y scale and range over panels drawn separately (log if any is log): equal heights compare."""
+def share_y(axes, ranges: bool = True) -> None:
+    """One y scale and range over panels drawn separately (log if any is log): equal heights compare.
+    ranges=False: the scale only, for panels of different quantities (each keeps its own range)."""
     axes = list(np.ravel(axes))
     if any(ax.get_yscale() == "log" for ax in axes):
         for ax in axes:
             ax.set_yscale("log", nonpositive="clip")
+    if not ranges:
+        return
     lo = min(ax.get_ylim()[0] for ax in axes)
     hi = max(ax.get_ylim()[1] for ax in axes)
     for ax in axes:
@@ -312,44 +317,6 @@ def _render(fig: Figure, fmt: str) -> bytes:
     metadata = {"Date": None} if fmt == "svg" else {"Software": None}
     fig.savefig(buf, format=fmt, dpi=DPI, metadata=metadata)
     return buf.getvalue()
-
-
-def _collide(labels, renderer, pad: float = 2.0) -> bool:
-    """Whether any two visible, non-empty tick labels overlap (with `pad` pixels to spare)."""
-    boxes = [t.get_window_extent(renderer).expanded(1.0, 1.0).padded(pad / 2)
-             for t in labels if t.get_visible() and t.get_text()]
-    return any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
-
-
-def _thin(axis) -> None:
-    """Fewer ticks on an axis: minor labels off first, then half the major ticks."""
-    if axis.get_scale() == "log" and any(t.get_text() for t in axis.get_ticklabels(minor=True)):
-        axis.set_minor_formatter(NullFormatter())
-        return
-    locator = axis.get_major_locator()
-    if isinstance(locator, FixedLocator):
-        axis.set_major_locator(FixedLocator(locator.locs[::2]))
-    elif axis.get_scale() == "log":
-        axis.set_major_locator(LogLocator(numticks=max(2, len(axis.get_majorticklocs()) // 2)))
-    else:
-        integer = isinstance(locator, MaxNLocator) and locator._integer
-        axis.set_major_locator(MaxNLocator(nbins=max(2, len(axis.get_majorticklocs()) // 2), integer=integer))
-
-
-def tidy_ticks(fig: Figure, rounds: int = 3) -> None:
-    """Thin every axis whose tick labels collide, measured on the drawn figure (3-D axes aside);
-    titles wrap rather than run off the figure's edge."""
-    for ax in fig.axes:
-        ax.title.set_wrap(True)
-    for _ in range(rounds):
-        fig.draw_without_rendering()
-        renderer = fig.canvas.get_renderer()
-        crowded = [axis for ax in fig.axes if ax.name != "3d" for axis in (ax.xaxis, ax.yaxis)
-                   if _collide(axis.get_ticklabels(which="both"), renderer)]
-        if not crowded:
-            return
-        for axis in crowded:
-            _thin(axis)
 
 
 # Inside `kept_figures()`, `save` hands each figure over instead of writing and releasing it (Results.figure).
