@@ -66,6 +66,16 @@ def test_wide_log_axis_plain_inside_the_readable_range_and_powers_outside():
     assert any("10^" in t for t in _labels(ax.yaxis))  # eight decades: matplotlib's 10^k stays
 
 
+def test_the_wide_log_panels_of_one_figure_read_alike():
+    fig, (a, b) = F.new_figure(ncols=2)
+    for ax, lo in ((a, 1e-6), (b, 1e-2)):
+        ax.plot(np.arange(50), np.geomspace(lo, 1.0, 50))
+        ax.set_yscale("log")
+    tidy_ticks(fig)
+    fig.draw_without_rendering()
+    assert all(t.startswith("$") for ax in (a, b) for t in _labels(ax.yaxis))  # both 10^k, as the deep one needs
+
+
 def test_a_callers_own_ticks_are_kept():
     fig, ax = _log_axes(0.5, 1.5)
     ax.yaxis.set_major_locator(FixedLocator([0.6, 1.2]))

@@ -3,8 +3,9 @@
 `tidy_ticks` runs on every figure before it is saved. A log axis spanning fewer than
 PLAIN_LOG_DECADES decades gets ticks at 1-2-5 multiples of powers of ten (finer, up to 1-1.5-2-3-4-5-7
 and beyond, only when that gives fewer than three) labelled as plain numbers ("0.6", "2", "30"), because matplotlib's default
-there labels minor ticks "6×10⁻¹", which collide and read slowly; a wider log axis with decades from 0.001
-to 10000 is labelled at its decades in plain numbers too, so a figure's log axes read alike. Then any axis whose labels
+there labels minor ticks "6×10⁻¹", which collide and read slowly. Wider log axes are labelled at
+their decades in plain numbers too when all of a figure's are within 0.001 to 10000 (else 10^k), so
+that a figure's panels read alike. Then any axis whose labels
 overlap, measured on the drawn figure, is thinned until none do.
 """
 
@@ -68,19 +69,37 @@ class NiceLogLocator(Locator):
         return NiceLogLocator(max(0, min(self.chosen_level(vmin, vmax), len(NICE_MULTIPLES)) - 1))
 
 
-def plain_log_labels(axis) -> None:
-    """A log axis in plain numbers where they stay short: a narrow one ticked at 1-2-5 multiples
-    (minor ticks unlabelled), a wide one whose decades lie in [PLAIN_LOW, PLAIN_HIGH) at them (0.001, 0.1,
-    10), so that every log axis of a figure reads alike. A caller's own locator is left alone."""
+def _log_axes(fig: Figure) -> list:
+    """The figure's log axes with matplotlib's own locator (a caller's own ticks are left alone)."""
+    return [axis for axis in _axes_2d(fig) if axis.get_scale() == "log" and axis.get_view_interval().min() > 0
+            and type(axis.get_major_locator()) is LogLocator]
+
+
+def _narrow(axis) -> bool:
     vmin, vmax = sorted(axis.get_view_interval())
-    if axis.get_scale() != "log" or not vmin > 0 or type(axis.get_major_locator()) is not LogLocator:
-        return
-    if np.log10(vmax / vmin) < PLAIN_LOG_DECADES:
-        axis.set_major_locator(NiceLogLocator())
-        axis.set_minor_formatter(NullFormatter())
-    elif not all(PLAIN_LOW <= t < PLAIN_HIGH for t in axis.get_majorticklocs() if vmin <= t <= vmax):
-        return
-    axis.set_major_formatter(FuncFormatter(plain_number))
+    return bool(np.log10(vmax / vmin) < PLAIN_LOG_DECADES)
+
+
+def _short_decades(axis) -> bool:
+    """Every decade the axis labels is short in plain numbers (0.001 to 10000)."""
+    vmin, vmax = sorted(axis.get_view_interval())
+    return all(PLAIN_LOW <= t < PLAIN_HIGH for t in axis.get_majorticklocs() if vmin <= t <= vmax)
+
+
+def plain_log_labels(fig: Figure) -> None:
+    """Log axes in plain numbers where they stay short: a narrow one ticked at 1-2-5 multiples
+    (minor ticks unlabelled); the wider ones at their decades (0.001, 0.1, 10) when every wider one
+    of the figure can be, so that the panels of a figure read alike."""
+    axes = _log_axes(fig)
+    wide = [axis for axis in axes if not _narrow(axis)]
+    plain_wide = all(_short_decades(axis) for axis in wide)
+    for axis in axes:
+        if axis in wide and not plain_wide:
+            continue
+        if axis not in wide:
+            axis.set_major_locator(NiceLogLocator())
+            axis.set_minor_formatter(NullFormatter())
+        axis.set_major_formatter(FuncFormatter(plain_number))
 
 
 def _collide(labels, renderer, pad: float = 2.0) -> bool:
@@ -117,8 +136,7 @@ def tidy_ticks(fig: Figure, rounds: int = 3) -> None:
     for ax in fig.axes:
         ax.title.set_wrap(True)
     fig.draw_without_rendering()  # autoscaled limits first: how narrow an axis is depends on them
-    for axis in _axes_2d(fig):
-        plain_log_labels(axis)
+    plain_log_labels(fig)
     for _ in range(rounds):
         fig.draw_without_rendering()
         renderer = fig.canvas.get_renderer()
