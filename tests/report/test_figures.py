@@ -206,3 +206,26 @@ def test_thinned_labels_keep_first_last_and_every_kth():
 def test_confusion_grid_writes_png_and_svg(tmp_path):
     runs = [{"confusion": {"train": np.eye(3).tolist(), "test": np.eye(3).tolist()}}]
     assert F.confusion_grid({"a": {"runs": runs}}, tmp_path) == ["confusion.png", "confusion.svg"]
+
+
+def test_label_points_stay_inside_the_axes_and_never_on_each_other():
+    fig, ax = F.new_figure(size=(4, 3))
+    ax.plot([0, 10], [0, 10], "o")
+    ax.set(xlim=(0, 10), ylim=(0, 10))
+    labels = [(10, 5, "0.97", "k"), (9.9, 9.9, "0.98", "k"), (5, 5, "0.10", "k"), (5.1, 5.05, "0.11", "k"), (0, 0, "0.09", "k")]
+    written = F.label_points(ax, labels)
+    assert [t.get_text() for t in written] == ["0.97", "0.98", "0.10", "0.09"]  # 0.11 would land on 0.10
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    boxes = [t.get_window_extent(renderer) for t in written]
+    assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1 for b in boxes)
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def test_dots_ci_fits_the_axis_to_the_intervals():
+    _, ax = F.new_figure()
+    F.dots_ci(ax, ["a", "b"], [{"mean": 0.97, "ci95": [0.965, 0.975]}, {"mean": 0.93, "ci95": [0.92, 0.94]}])
+    lo, hi = ax.get_ylim()
+    assert 0.9 < lo < 0.92 and 0.975 < hi < 1.0  # bars from zero would have squashed the 4-point gap
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]

@@ -214,6 +214,28 @@ def thinned(n: int, most: int = 6) -> list[int]:
     return sorted(set(range(0, n, step)) | {n - 1})
 
 
+LABEL_BOX = (0.06, 0.035)  # a short label's width and height as fractions of an axes: closer labels collide
+EDGE = 0.85  # past this fraction of the axes a label goes to the left of (or below) its point
+
+
+def label_points(ax: Axes, labels) -> list:
+    """Write (x, y, text, colour) labels beside their points, in the order given (most wanted first),
+    skipping any that would land on one already written, each on the side of its point that keeps it
+    inside the axes (left of a point near the right edge, below one near the top). Call it after
+    everything is plotted: it reads the axes' final limits."""
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    placed, written = [], []
+    for x, y, text, c in labels:
+        u, v = (x - x0) / (x1 - x0), (y - y0) / (y1 - y0)
+        if any(abs(u - pu) < LABEL_BOX[0] and abs(v - pv) < LABEL_BOX[1] for pu, pv in placed):
+            continue
+        placed.append((u, v))
+        left, below = u > EDGE, v > EDGE
+        written.append(ax.annotate(text, (x, y), xytext=(-5 if left else 5, -4 if below else 3), textcoords="offset points",
+                                   ha="right" if left else "left", va="top" if below else "bottom", fontsize=7, color=c))
+    return written
+
+
 def row_normalise(matrix) -> np.ndarray:
     """Each row divided by its sum (a row with no samples stays zero)."""
     m = np.asarray(matrix, dtype=float)
@@ -263,6 +285,19 @@ def bar_ci(ax: Axes, names: Sequence[str], summaries: Sequence[dict], ylabel: st
     ax.set_xticks(range(len(names)), [str(n) for n in names], rotation=30 if len(names) > 4 else 0)
     _label(ax, None, ylabel)
     return bars
+
+
+def dots_ci(ax: Axes, names: Sequence[str], summaries: Sequence[dict], ylabel: str | None = None,
+            colors: Sequence[str] | None = None):
+    """One point per condition at its mean with its 95% CI, on an axis fitted to the intervals: where
+    bars from zero would squash differences of a few points near 100% into one height."""
+    mean, err = _mean_err(summaries)
+    colors = colors or [color(i) for i in range(len(names))]
+    for i, (m, c) in enumerate(zip(mean, colors)):
+        ax.errorbar([i], [m], yerr=err[:, i:i + 1], color=c, marker="o", ms=7, capsize=5, elinewidth=1.5)
+    ax.set_xticks(range(len(names)), [str(n) for n in names], rotation=30 if len(names) > 4 else 0)
+    ax.set_xlim(-0.5, len(names) - 0.5)
+    _label(ax, None, ylabel)
 
 
 def errorbar_x(ax: Axes, x, summaries: Sequence[dict], label: str | None = None, color: str | None = None,
@@ -361,5 +396,5 @@ def _close(fig: Figure) -> None:
 
 
 __all__ = ["OKABE_ITO", "bar_ci", "color", "condition_bands", "condition_colors", "confusion", "confusion_grid",
-           "curve_band", "errorbar_x", "kept_figures", "mean_band", "new_figure", "row_normalise", "save", "scatter_runs",
+           "curve_band", "dots_ci", "errorbar_x", "kept_figures", "label_points", "mean_band", "new_figure", "row_normalise", "save", "scatter_runs",
            "share_y", "spans_decades", "thinned", "tidy_ticks", "training_loss_figure"]
