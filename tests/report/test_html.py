@@ -44,7 +44,7 @@ def out_dir(tmp_path):
                                  "passed": True, "evidence": "64 vs 120 epochs"},
                                 {"claim": "Momentum helps", "source": "Rumelhart 1986", "passed": False,
                                  "evidence": "no difference | p = 0.8"}],
-                        tables=[{"title": "Summary table", "columns": ["rule", "epochs"], "rows": [["adam", 64.0]]}])
+                        tables=[{"title": "Summary table", "columns": ["rule", "epochs"], "rows": [["adam", 120.0]]}])
     diverged["conditions"]["delta"]["runs"][1].update(diverged=True, diverged_epoch=7)
     (a / "results.json").write_text(json.dumps(diverged))
     b = tmp_path / "normalization"
@@ -177,3 +177,29 @@ def test_about_names_report_a_and_report_b(tmp_path):
     about = about[: about.index("</p>")]
     assert "Report A" in about and "36-feature, 5-class" in about
     assert "Report B" in about and "1-D functions and MNIST" in about
+
+
+def _numbers_on_the_page(html: str) -> list[str]:
+    """Every 'mean [low, high]' cell of the open and collapsed tables (per-seed numbers aside)."""
+    html = html[: html.index('class="per-seed"')] if 'class="per-seed"' in html else html
+    return re.findall(r'<td class="num">([^<\[]+ \[[^<]*\])</td>', html)
+
+
+def test_every_number_once_when_the_study_declares_no_table(tmp_path):
+    """The study's own per-condition table repeats the summaries: it opens, and no second table repeats it."""
+    own = {"title": "Per rule, over seeds", "columns": ["rule", "test_acc", "epochs"],
+           "rows": [["adam", "43.0% [41.0%, 45.0%]", "64"], ["delta", "41.0% [39.0%, 43.0%]", "—"]]}
+    extra = {"title": "Wall time", "columns": ["rule", "seconds"], "rows": [["adam", "12.5"]]}
+    html = _one_study(tmp_path, tables=[own, own, extra])
+    cells = _numbers_on_the_page(html)
+    assert sorted(cells) == ["41.0% [39.0%, 43.0%]", "43.0% [41.0%, 45.0%]"]  # each once
+    section = html[html.index('<section id="optimizers">'):]
+    assert section.count("Per rule, over seeds") == 1 and "Wall time" in section
+    assert section.index("Per rule, over seeds") < section.index("<details")  # the study's table is the open one
+    assert "Per condition: mean [95% CI]" not in section  # no table built from the summaries beside it
+
+
+def test_a_collapsed_table_that_repeats_the_open_one_is_left_out(tmp_path):
+    repeat = {"title": "Same numbers again", "columns": ["rule", "test accuracy"], "rows": [["adam", "43.0% [41.0%, 45.0%]"]]}
+    html = _one_study(tmp_path, tables=[repeat])
+    assert "Same numbers again" not in html and _numbers_on_the_page(html).count("43.0% [41.0%, 45.0%]") == 1

@@ -120,6 +120,34 @@ def per_seed_table(conditions: dict) -> dict | None:
     return {"title": "Per seed", "columns": ["condition", "seed", *metrics, *flags], "rows": rows}
 
 
+NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[+-]?\d+)?")
+
+
+def _numbers(t: dict) -> set[float]:
+    """The numbers a table shows, to three significant digits (its first column names the rows)."""
+    cells = [str(v) for row in t.get("rows", []) for v in row[1:]]
+    return {float(f"{float(x):.3g}") for cell in cells for x in NUMBER.findall(cell)}
+
+
+def open_and_collapsed(r: dict, conditions: dict) -> tuple[dict | None, list[dict]]:
+    """(the table shown open, the tables collapsed below it) with every number on the page once: the
+    study's `table` opens; without one, a condition x metric table from the summaries opens unless the
+    study's own tables already show all its numbers (then the first of those opens); any table whose
+    numbers all appear in a table before it is left out."""
+    own = ([_table(r["table"])] if r.get("table") else []) + [_table(t) for t in r.get("tables", [])]
+    summary = None if r.get("table") else summary_table(conditions)
+    if summary is not None and own and _numbers(summary) <= set().union(*map(_numbers, own)):
+        summary = None
+    shown, seen = [], set()
+    for t in ([summary] if summary else []) + own:
+        numbers = _numbers(t)
+        if shown and numbers and numbers <= seen:
+            continue
+        shown.append(t)
+        seen |= numbers
+    return (shown[0] if shown else None), shown[1:]
+
+
 def _flag(value) -> str:
     return MISSING if value is None else ("yes" if value else "no")
 
@@ -191,10 +219,7 @@ def study_view(folder: Path, r: dict) -> dict:
     """Everything the template shows for one study, formatted; tolerant of missing optional fields."""
     conditions, checks = r.get("conditions", {}), r.get("checks", [])
     study_id = str(r.get("study", folder.name))
-    main = _table(r["table"]) if r.get("table") else summary_table(conditions)
-    more = [_table(t) for t in r.get("tables", [])]
-    if main is None and more:
-        main, more = more[0], more[1:]
+    main, more = open_and_collapsed(r, conditions)
     return {"id": study_id, "anchor": re.sub(r"[^a-z0-9-]", "-", study_id.lower()),
             "question": r.get("question", ""), "answer": r.get("answer", ""), "scale": r.get("scale"),
             "setup": setup_line(r), "seeds": ", ".join(map(str, r.get("seeds", []))),
