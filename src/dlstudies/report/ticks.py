@@ -102,8 +102,8 @@ def plain_log_labels(fig: Figure) -> None:
         axis.set_major_formatter(FuncFormatter(plain_number))
 
 
-def _collide(labels, renderer, pad: float = 2.0) -> bool:
-    """Whether any two visible, non-empty tick labels overlap (with `pad` pixels to spare)."""
+def _collide(labels, renderer, pad: float = 4.0) -> bool:
+    """Whether any two visible, non-empty tick labels overlap or nearly touch (closer than `pad` pixels)."""
     boxes = [t.get_window_extent(renderer).expanded(1.0, 1.0).padded(pad / 2)
              for t in labels if t.get_visible() and t.get_text()]
     return any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
