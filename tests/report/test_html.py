@@ -121,14 +121,16 @@ def _one_study(tmp_path, **extra):
 
 def test_verdicts_in_three_colours_with_counts_and_sanity_small(tmp_path):
     checks = [{"claim": c, "source": "S", "kind": "direction", "metric": "test_acc", "verdict": v, "effect": 0.031,
-               "ci95": [0.01, 0.05], "test": "sign-flip permutation", "p_value": 0.03, "n": 5, "evidence": "e"}
+               "ci95": [0.01, 0.05], "test": "sign-flip permutation", "p_value": 0.03, "n": 5,
+               "evidence": "" if c == "four" else f"test_acc, a − b: +3.1 pp [+1.0 pp, +5.0 pp] ({c})"}
               for c, v in (("one", "supported"), ("two", "contradicted"), ("three", "inconclusive"), ("four", "supported"))]
     html = _one_study(tmp_path, checks=checks, sanity=[{"name": "rows sum to one", "ok": True, "evidence": "ok"}])
     table = html[html.index('class="checks"'):]
     table = table[: table.index("</table>")]
     for verdict, k in (("supported", 2), ("contradicted", 1), ("inconclusive", 1)):
         assert table.count(f'<td class="{verdict}">{verdict}</td>') == k
-    assert "3.10% [1.00%, 5.00%]" in table and "p 0.03" in table
+    assert table.count("+3.1 pp [+1.0 pp, +5.0 pp]") == 3  # the evidence states the effect once per check
+    assert table.count("3.10% [1.00%, 5.00%]") == 1 and "p 0.03" in table  # the check without evidence
     assert "2 / 1 / 1" in html and "supported / contradicted / inconclusive" in html
     assert 'class="sanity"' in html and "rows sum to one" in html
 
@@ -203,3 +205,13 @@ def test_a_collapsed_table_that_repeats_the_open_one_is_left_out(tmp_path):
     repeat = {"title": "Same numbers again", "columns": ["rule", "test accuracy"], "rows": [["adam", "43.0% [41.0%, 45.0%]"]]}
     html = _one_study(tmp_path, tables=[repeat])
     assert "Same numbers again" not in html and _numbers_on_the_page(html).count("43.0% [41.0%, 45.0%]") == 1
+
+
+def test_a_wide_table_of_one_condition_reads_down_its_metrics(tmp_path):
+    wide = {"title": "One model", "columns": ["condition", *(f"m{i}" for i in range(8))],
+            "rows": [["adam", *(f"{i}.5 [{i}.0, {i + 1}.0]" for i in range(8))]]}
+    html = _one_study(tmp_path, table=wide)
+    main = html[html.index('class="main"'):]
+    main = main[: main.index("</table>")]
+    assert "<th>metric</th><th>condition adam</th>" in main and main.count("<tr>") == 9
+    assert '<td class="text">m3</td><td class="num">3.5 [3.0, 4.0]</td>' in main

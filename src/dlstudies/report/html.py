@@ -145,7 +145,17 @@ def open_and_collapsed(r: dict, conditions: dict) -> tuple[dict | None, list[dic
             continue
         shown.append(t)
         seen |= numbers
+    shown = [_upright(t) for t in shown]
     return (shown[0] if shown else None), shown[1:]
+
+
+def _upright(t: dict, most: int = 4) -> dict:
+    """A table of one row and more than `most` numbers as one row per column: a study of one condition
+    reads down its metrics instead of scrolling sideways."""
+    rows, columns = t.get("rows", []), t.get("columns", [])
+    if len(rows) != 1 or len(columns) <= most + 1 or len(rows[0]) != len(columns):
+        return t
+    return {**t, "columns": ["metric", f"{columns[0]} {rows[0][0]}"], "rows": [[c, v] for c, v in zip(columns[1:], rows[0][1:])]}
 
 
 def _flag(value) -> str:
@@ -175,7 +185,8 @@ VERDICTS = ("supported", "contradicted", "inconclusive")
 
 def _check(c: dict) -> dict:
     """A check in three colours with its effect and interval; an older check's `passed` reads as
-    supported or contradicted."""
+    supported or contradicted. The page shows its evidence, which states the effect, interval and test
+    in the claim's own units (2.84x, -0.9 pp); the effect and test apart only for a check without one."""
     verdict = c.get("verdict") or ("supported" if c.get("passed") else "contradicted")
     verdict = verdict if verdict in VERDICTS else "inconclusive"
     fmt = number_format(c.get("metric", "") or "")
