@@ -214,4 +214,4 @@ def test_a_wide_table_of_one_condition_reads_down_its_metrics(tmp_path):
     main = html[html.index('class="main"'):]
     main = main[: main.index("</table>")]
     assert "<th>metric</th><th>condition adam</th>" in main and main.count("<tr>") == 9
-    assert '<td class="text">m3</td><td class="num">3.5 [3.0, 4.0]</td>' in main
+    assert '<td class="name">m3</td><td class="num">3.5 [3.0, 4.0]</td>' in main
