@@ -229,3 +229,16 @@ def test_dots_ci_fits_the_axis_to_the_intervals():
     lo, hi = ax.get_ylim()
     assert 0.9 < lo < 0.92 and 0.975 < hi < 1.0  # bars from zero would have squashed the 4-point gap
     assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
+
+
+def test_many_panels_wrap_into_rows_the_page_can_show(tmp_path):
+    fig, axes = F.panels(5, sharey=True)
+    assert len(axes) == 5 and fig.get_size_inches()[0] <= 3 * 3.8 + 1e-9
+    assert sum(ax.get_visible() for ax in fig.axes) == 5
+    runs = [{"confusion": {"train": np.eye(3).tolist(), "test": np.eye(3).tolist()}}]
+    with F.kept_figures() as kept:
+        F.confusion_grid({f"c{i}": {"runs": runs} for i in range(5)}, tmp_path)
+    grid = kept["confusion"]
+    shown = [ax for ax in grid.axes if ax.get_visible()]
+    assert len(shown) == 10 and grid.get_size_inches()[0] <= 3 * 2.9 + 1e-9
+    assert {ax.get_title() for ax in shown} == {f"c{i}, {s}" for i in range(5) for s in ("train", "test")}

@@ -82,6 +82,19 @@ def new_figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] | None 
     return fig, (axes[0] if len(axes) == 1 else axes)
 
 
+PANELS_PER_ROW = 3  # more side by side and the page (1100 px) shrinks their text below reading size
+
+
+def panels(n: int, panel: tuple[float, float] = (3.8, 3.0), sharey: bool = False, per_row: int = PANELS_PER_ROW):
+    """(fig, [n Axes]) in rows of at most `per_row` panels of `panel` inches; the grid's spare cells hidden."""
+    rows, cols = -(-n // per_row), min(n, per_row)
+    f, axes = new_figure(ncols=cols, nrows=rows, size=(panel[0] * cols, panel[1] * rows), sharey=sharey)
+    axes = list(np.atleast_1d(axes))
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return f, axes[:n]
+
+
 def _ragged(runs: Sequence[Sequence[float | None]]) -> np.ndarray:
     """Runs of different lengths as one (runs, steps) array, NaN where a run had stopped."""
     steps = max((len(r) for r in runs), default=0)
@@ -332,17 +345,22 @@ def training_loss_figure(conditions: dict, folder, title: str, **legend) -> list
 def confusion_grid(conditions: dict, folder, name: str = "confusion", width: float = 2.9, height: float = 3.0,
                    svg: bool = True) -> list[str]:
     """Train (top row) and test (bottom row) confusion matrices of each condition, summed over its seeds
-    and row-normalised, in percent; width x height inches a panel. Past MAX_ANNOTATED_CLASSES classes the
+    and row-normalised, in percent, PANELS_PER_ROW conditions a pair of rows; width x height inches a panel. Past MAX_ANNOTATED_CLASSES classes the
     cells carry no numbers and one colour bar reads them all."""
-    fig, axes = new_figure(ncols=len(conditions), nrows=2, size=(width * len(conditions), 2 * height))
-    axes = np.asarray(axes).reshape(2, -1)
+    n, per_row = len(conditions), PANELS_PER_ROW
+    cols, groups = min(n, per_row), -(-n // per_row)  # a pair of rows (train over test) per group of conditions
+    fig, axes = new_figure(ncols=cols, nrows=2 * groups, size=(width * cols, 2 * height * groups))
+    axes = np.asarray(axes).reshape(2 * groups, cols)
     image = None
-    for j, (label, c) in enumerate(conditions.items()):
+    for k, (label, c) in enumerate(conditions.items()):
         for i, split in enumerate(("train", "test")):
             total = np.sum([np.asarray(r["confusion"][split], dtype=float) for r in c["runs"]], axis=0)
-            image = confusion(axes[i, j], total, title=f"{label}, {split}")
+            image = confusion(axes[2 * (k // per_row) + i, k % per_row], total, title=f"{label}, {split}")
+    for k in range(n, groups * cols):
+        for i in (0, 1):
+            axes[2 * (k // per_row) + i, k % per_row].set_visible(False)
     if image is not None and image.get_array().shape[0] > MAX_ANNOTATED_CLASSES:
-        fig.colorbar(image, ax=list(axes.ravel()), shrink=0.6, label="fraction of the true class")
+        fig.colorbar(image, ax=[ax for ax in axes.ravel() if ax.get_visible()], shrink=0.6, label="fraction of the true class")
     return save(fig, folder, name, svg=svg)
 
 
@@ -395,6 +413,7 @@ def _close(fig: Figure) -> None:
     fig.clear()
 
 
-__all__ = ["OKABE_ITO", "bar_ci", "color", "condition_bands", "condition_colors", "confusion", "confusion_grid",
-           "curve_band", "dots_ci", "errorbar_x", "kept_figures", "label_points", "mean_band", "new_figure", "row_normalise", "save", "scatter_runs",
-           "share_y", "spans_decades", "thinned", "tidy_ticks", "training_loss_figure"]
+__all__ = ["OKABE_ITO", "PANELS_PER_ROW", "bar_ci", "color", "condition_bands", "condition_colors", "confusion",
+           "confusion_grid", "curve_band", "dots_ci", "errorbar_x", "kept_figures", "label_points", "mean_band",
+           "new_figure", "panels", "row_normalise", "save", "scatter_runs", "share_y", "spans_decades", "thinned",
+           "tidy_ticks", "training_loss_figure"]

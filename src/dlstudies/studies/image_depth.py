@@ -237,7 +237,7 @@ def _label(results: dict, name: str) -> str:
 
 
 def _curves(results: dict, conditions: dict, folder) -> list[str]:
-    f, axes = fig.new_figure(ncols=4, size=(18, 3.8))
+    f, axes = fig.new_figure(ncols=2, nrows=2, size=(11, 7.2))
     titles = {"loss": "training loss (cross-entropy)", "val_loss": "validation loss (convergence flag)",
               "train_acc": "training accuracy", "test_acc": "test accuracy"}
     axes[3].sharey(axes[2])  # train and test accuracy on one scale
