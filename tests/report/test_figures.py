@@ -242,3 +242,12 @@ def test_many_panels_wrap_into_rows_the_page_can_show(tmp_path):
     shown = [ax for ax in grid.axes if ax.get_visible()]
     assert len(shown) == 10 and grid.get_size_inches()[0] <= 3 * 2.9 + 1e-9
     assert {ax.get_title() for ax in shown} == {f"c{i}, {s}" for i in range(5) for s in ("train", "test")}
+
+
+def test_a_sequence_of_conditions_reads_dark_to_light():
+    from matplotlib.colors import to_rgb
+
+    colors = list(F.condition_colors(["p=0", "p=0.5", "p=1"], sequence=True).values())
+    lightness = [sum(to_rgb(c)) for c in colors]
+    assert lightness == sorted(lightness) and len(set(colors)) == 3
+    assert list(F.condition_colors(["a", "b"], sequence=True).values()) == list(F.OKABE_ITO[:2])

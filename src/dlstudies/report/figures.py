@@ -59,10 +59,11 @@ def color(i: int) -> str:
     return OKABE_ITO[i % len(OKABE_ITO)]
 
 
-def condition_colors(names) -> dict[str, str]:
-    """{name: colour} for a study's conditions in order: the palette, or viridis past its length."""
+def condition_colors(names, sequence: bool = False) -> dict[str, str]:
+    """{name: colour} for a study's conditions in order: the palette, or viridis past its length or for
+    a sequence (sequence=True: corruption levels, sizes), where dark to light reads as low to high."""
     names = list(dict.fromkeys(names))
-    if len(names) <= len(OKABE_ITO):
+    if len(names) <= len(OKABE_ITO) and not (sequence and len(names) > 2):
         return {n: color(i) for i, n in enumerate(names)}
     cmap = matplotlib.colormaps["viridis"]
     return {n: to_hex(cmap(0.9 * i / (len(names) - 1))) for i, n in enumerate(names)}
