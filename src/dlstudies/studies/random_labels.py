@@ -284,13 +284,14 @@ def figures(results: dict, folder) -> list[str]:
 
 def _curves_figure(results: dict, folder) -> list[str]:
     conditions = results["conditions"]
-    f, axes = fig.new_figure(ncols=2, nrows=2, size=(10, 7))
+    f, axes = fig.new_figure(ncols=2, nrows=2, size=(10.8, 7))
+    colors = fig.condition_colors(conditions, sequence=True)  # p is a sequence: dark (clean) to light (random)
     for ax, (metric, title) in zip(axes, PANELS):
-        for j, (name, c) in enumerate(conditions.items()):
-            fig.curve_band(ax, [r["curves"][metric] for r in c["runs"]], label=name, color=fig.color(j),
+        for name, c in conditions.items():
+            fig.curve_band(ax, [r["curves"][metric] for r in c["runs"]], label=name, color=colors[name],
                            ylabel=metric.replace("_", " "))
         ax.set_title(title)
-        ax.legend(fontsize=7)
+    f.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize=8)  # one legend for four panels
     axes[3].axhline(results["chance"], color="0.5", ls=":", lw=1)
     axes[2].axhline(results["config"]["fit_level"], color="0.7", ls=":", lw=0.8)
     f.suptitle("Per corruption level p: mean and 95% band over seeds (dotted: chance, fit level)")
