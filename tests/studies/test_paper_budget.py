@@ -6,7 +6,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 import torch.nn.functional as F
 
 from dlstudies.analysis import interpolation_curve
@@ -188,23 +187,18 @@ def test_with_every_epoch_probed_the_first_epoch_is_the_first_reaching_the_thres
         assert rl.first_epoch(acc, t) == (int(hits[0]) + 1 if hits.size else None)
 
 
-# ---- interpolation: the α curve through the stacked forward --------------------------------------
+# ---- interpolation: the α curve in the paper preset's evaluation batches ----------------------------
 
 @pytest.mark.parametrize("net", ["cnn", "mlp-batchnorm"])
-@pytest.mark.parametrize("bn_stats", ["recompute", "interpolate"])
-def test_the_alpha_curve_agrees_with_the_functional_evaluation(net, bn_stats):
-    cfg = ip.nets(replace(ip.PRESETS["smoke"], n_train=120, n_test=50))[net]
+def test_evaluation_batches_change_the_alpha_curve_by_rounding_only(net):
+    cfg = ip.nets(replace(ip.PRESETS["smoke"], n_train=300, n_test=50))[net]
     data = load_split_data(cfg, Runtime())
     a, b = build_members(NETS.get(cfg.model)(cfg, data), [0, 1])
-    for m in (a, b):  # BatchNorm statistics of their own, as after training
-        m.train()
-        with torch.no_grad():
-            m(data.train.x[:60] * (1.5 if m is b else 1.0))
     splits = {s: (getattr(data, s).x, getattr(data, s).y) for s in ("train", "test")}
-    points = ip.alphas(cfg)
-    got = ip.curve_values(a, b, splits, points, bn_stats)
     acc = lambda o, y: (o.argmax(-1) == y).double().mean()  # noqa: E731
-    ref = interpolation_curve(a, b, F.cross_entropy, acc, splits, points, 1000, bn_stats=bn_stats)
+    whole, parts = (interpolation_curve(a, b, F.cross_entropy, acc, splits, ip.alphas(cfg), size)
+                    for size in (ip.PRESETS["default"].eval_batch, ip.PRESETS["paper"].eval_batch))
+    assert ip.PRESETS["paper"].eval_batch < len(data.train.x) <= ip.PRESETS["default"].eval_batch
     for s in splits:
-        np.testing.assert_allclose(got[s][0], ref.loss[s], rtol=1e-5)
-        np.testing.assert_allclose(got[s][1], ref.accuracy[s], atol=1e-12)
+        np.testing.assert_allclose(parts.loss[s], whole.loss[s], rtol=1e-6)
+        np.testing.assert_allclose(parts.accuracy[s], whole.accuracy[s], atol=1e-12)

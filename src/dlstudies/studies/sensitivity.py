@@ -36,6 +36,9 @@ seeds), in which batch 32 reaches it in about 14 epochs (~470 steps) and batch 5
 the initial loss, in about 97 (~290 steps): `max_steps` 600 leaves room for slower seeds. In the same
 pilot the linear-lr arm's batch 512 (lr 0.4) stayed at the initial loss for 40 epochs. Sharpness is
 measured on the first `sharpness_n` = 256 training samples at default (the same for every model).
+At `paper` report B's own arm (equal-epochs) trains 10 seeds and the three added arms 3
+(`added_seeds`; their claims then read "n too small"), in units of at most 5 seeds that train the
+arms sharing those seeds (a seed's numbers do not depend on the stack it trains in).
 """
 
 from __future__ import annotations
