@@ -140,7 +140,10 @@ class Config(StudyConfig):
     sharpness_n: int | None = None  # training samples the sharpness is measured on; None: all
     n_train: int | None = None
     n_test: int | None = None
-    eval_batch: int = 1000  # bounds memory only (one batch for the default sharpness and test sets)
+    # Samples per batch of the sharpness ascent and the input gradients: bounds memory (one batch for
+    # the default sharpness set); at 28x28 batches of 250 stay in the cache (measured on the paper CNN:
+    # sharpness 1.4x, input sensitivity 1.4x faster than 1000; the values agree to float rounding).
+    eval_batch: int = 1000
     seed_chunk: int = 10
     added_seeds: int | None = added_seeds_field()  # seeds of every arm but report B's equal-epochs
 
@@ -164,7 +167,7 @@ PRESETS = {
                     target_loss=1.5, sharpness_steps=2, sharpness_starts=2, n_train=200, n_test=60),
     "default": Config(sharpness_steps=5, sharpness_n=256),
     "paper": Config(data="fashion-mnist", lr=0.01, epochs=50, max_steps=30000, target_loss=0.2, sharpness_n=10000,
-                    added_seeds=3, seed_chunk=5),
+                    added_seeds=3, seed_chunk=5, eval_batch=250),
 }
 
 
