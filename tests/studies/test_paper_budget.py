@@ -202,3 +202,14 @@ def test_evaluation_batches_change_the_alpha_curve_by_rounding_only(net):
     for s in splits:
         np.testing.assert_allclose(parts.loss[s], whole.loss[s], rtol=1e-6)
         np.testing.assert_allclose(parts.accuracy[s], whole.accuracy[s], atol=1e-12)
+
+
+# ---- sensitivity's large batches train as micro-batches on the autograd path ------------------------
+
+def test_sensitivity_trains_its_large_cnn_batches_as_micro_batches():
+    from dlstudies.engine.batched import MICRO_BATCH
+    cfg = replace(sv.PRESETS["smoke"], n_train=4 * MICRO_BATCH, n_test=20, batch_sizes=(MICRO_BATCH, 4 * MICRO_BATCH))
+    data = load_split_data(cfg, Runtime())
+    unit = Unit("sensitivity", cfg, (0,), Runtime())
+    large, small = (sv._train(cfg, unit, data, b, sv.Recipe(cfg.lr, 1))[0].path for b in (4 * MICRO_BATCH, MICRO_BATCH))
+    assert large == f"autograd-micro{MICRO_BATCH}" and small == "autograd"
