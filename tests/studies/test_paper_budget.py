@@ -101,7 +101,7 @@ def test_random_labels_trend_claims_on_three_seeds_say_n_too_small_and_memorisat
 
 
 def test_sensitivity_added_arms_on_three_seeds_say_n_too_small():
-    from tests.studies.test_sensitivity_study import unit_results
+    from test_sensitivity_study import unit_results
     [unit] = unit_results(1, -1)
     unit["runs"] = [r for r in unit["runs"] if r["arm"] == "equal-epochs" or r["seed"] < 3]
     results = summarize_study(sv.STUDY, sv.PRESETS["default"], [unit])
@@ -213,3 +213,16 @@ def test_sensitivity_trains_its_large_cnn_batches_as_micro_batches():
     unit = Unit("sensitivity", cfg, (0,), Runtime())
     large, small = (sv._train(cfg, unit, data, b, sv.Recipe(cfg.lr, 1))[0].path for b in (4 * MICRO_BATCH, MICRO_BATCH))
     assert large == f"autograd-micro{MICRO_BATCH}" and small == "autograd"
+
+
+def test_interpolation_batchnorm_pair_on_three_seeds_says_n_too_small_beside_the_decided_cnn():
+    from dlstudies.analysis.claims import evaluate_all
+    from test_interpolation_study import synthetic
+    results = synthetic(0.2, 0.01)
+    for table in ("conditions", "pairs"):
+        for name, c in results[table].items():
+            if name.startswith(ip.BN_NET):
+                c["runs"] = c["runs"][:3]
+    checks = evaluate_all(ip.claims(ip.PRESETS["default"]), results)
+    assert [c["verdict"] for c in checks[:3]] == ["supported"] * 3
+    assert all(c["n"] == 3 and "n too small" in c["evidence"] for c in checks[3:])
