@@ -1,7 +1,7 @@
 """Wall time and peak memory of every registered study, each run as `dlstudies run` in a child process.
 
     python benchmarks/suite.py [--scale default] [--studies a b ...] [--workers N] [--together]
-                               [--out DIR] [--run-args "--set key=value ..."]
+                               [--out DIR] [--run-args "--set key=value ..."] [--against TREE]
 
 Each study runs as `python -m dlstudies run STUDY --scale SCALE --out DIR/STUDY` (plus `--workers`
 and `--run-args` when given) in a fresh output folder, so nothing is resumed from an earlier run.
@@ -11,6 +11,10 @@ one process and the CPU time of the child and its workers (both from the rusage 
 returns; CPU time is the steadier figure on a shared machine). `--together` also times the whole
 suite as the single command `dlstudies run all`, which shares one worker pool across studies. The last lines compare
 the totals with the targets of the performance issue: 20 minutes and 2 GB on 2 cores.
+
+`--against TREE` (e.g. `git worktree add /tmp/before <commit>`) is "no slower than before": each
+study runs with TREE's code and then with this tree's, alternately, and the table gives both CPU
+times and their ratio.
 """
 
 from __future__ import annotations
@@ -47,12 +51,16 @@ def _tree_rss_mb(proc) -> float:
     return total / 2 ** 20
 
 
-def run_one(args: list[str], log: Path) -> dict:
-    """Run `python -m dlstudies ARGS`: wall time, peak summed RSS of its process tree (sampled),
-    largest RSS of any one of its processes (wait4's rusage), exit status."""
+def run_one(args: list[str], log: Path, source: Path | None = None) -> dict:
+    """Run `python -m dlstudies ARGS` (with `source`/src first on the path, when given): wall time,
+    CPU time, peak summed RSS of its process tree (sampled), largest RSS of any one of its
+    processes (wait4's rusage), exit status."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(source / "src"), os.environ.get("PYTHONPATH", "")])) \
+        if source else None
     start = time.perf_counter()
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "dlstudies", *args], stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-m", "dlstudies", *args], stdout=out, stderr=subprocess.STDOUT,
+                                env=env)
         peak = 0.0
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -81,7 +89,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="where results go (default: a new temporary folder)")
     ap.add_argument("--run-args", default="", help="more arguments for dlstudies run, as one string")
     ap.add_argument("--together", action="store_true", help="also time `dlstudies run all` as one command")
+    ap.add_argument("--against", type=Path, default=None,
+                    help="another dlstudies source tree (e.g. a worktree of an earlier commit): every study runs "
+                         "with it and with this one, alternately, and their CPU times are compared")
     args = ap.parse_args()
+    if args.against:
+        return compare(args)
     studies = args.studies or _registered()
     root = args.out or Path(tempfile.mkdtemp(prefix="dlstudies-suite-"))
     root = root / time.strftime("%Y%m%d-%H%M%S")
@@ -114,6 +127,34 @@ def main() -> None:
           f"{'met' if total <= TARGET_S else 'NOT met'}; peak memory {peak:.0f} MB (target < 2048 MB): "
           f"{'met' if peak < TARGET_MB else 'NOT met'}"
           + ("" if peak else " (psutil not installed: memory not sampled)"))
+
+
+def compare(args) -> None:
+    """Before (the `--against` tree) and after (this tree), study by study, alternately, in one
+    sitting: what else loads the machine loads both alike."""
+    here = Path(__file__).resolve().parents[1]
+    studies = args.studies or _registered()
+    root = (args.out or Path(tempfile.mkdtemp(prefix="dlstudies-compare-"))) / time.strftime("%Y%m%d-%H%M%S")
+    extra = shlex.split(args.run_args) + ([] if args.workers is None else ["--workers", str(args.workers)])
+    print(f"scale {args.scale}, {os.cpu_count()} cores; before: {args.against}, after: {here}; CPU time of each "
+          f"study's process tree, runs alternating; results and logs in {root}")
+    print()
+    print("| study | before CPU s | after CPU s | after / before | before wall s | after wall s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    totals = {"before": 0.0, "after": 0.0}
+    for name in studies:
+        r = {}
+        for side, source in (("before", args.against.resolve()), ("after", here)):
+            (root / side).mkdir(parents=True, exist_ok=True)
+            r[side] = run_one(["run", name, "--scale", args.scale, "--out", str(root / side / name), *extra],
+                              root / side / f"{name}.log", source)
+            totals[side] += r[side]["cpu_s"]
+        bad = [side for side in r if r[side]["rc"] != 0]
+        print(f"| {name} | {r['before']['cpu_s']:.0f} | {r['after']['cpu_s']:.0f} | "
+              f"{r['after']['cpu_s'] / r['before']['cpu_s']:.2f}x | {r['before']['wall_s']:.0f} | "
+              f"{r['after']['wall_s']:.0f} |" + (f" failed: {', '.join(bad)}" if bad else ""), flush=True)
+    print(f"| **all** | **{totals['before']:.0f}** | **{totals['after']:.0f}** | "
+          f"**{totals['after'] / totals['before']:.2f}x** | | |")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def _fit(micro, members=None, opt="adam", batch=100):
 @pytest.mark.parametrize("opt", ["adam", "nesterov"])
 def test_micro_batches_are_the_whole_batch_to_rounding(micro, opt):
     whole, parts = _fit(0, opt=opt), _fit(micro, opt=opt)
-    assert whole.path == "autograd" and parts.path == f"autograd-micro{micro}"
+    assert whole.path == "autograd-membersconv" and parts.path == f"autograd-micro{micro}-membersconv"
     np.testing.assert_allclose(parts.history["loss"], whole.history["loss"], rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(parts.trace["grad_norm"], whole.trace["grad_norm"], rtol=1e-11, atol=1e-14)
     for a, b in zip(parts.models, whole.models):
@@ -61,6 +61,7 @@ def test_auto_micro_batches_cnns_only_and_never_batch_norm():
     normed = StackedNet(_members(lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.BatchNorm1d(8), nn.Linear(8, 4))))
     assert micro_size(conv, TrainSpec(fixed_epochs(1), batch)) == MICRO_BATCH
     assert micro_size(conv, TrainSpec(fixed_epochs(1), MICRO_BATCH)) == 0  # no larger than a micro-batch
+    assert micro_size(conv, TrainSpec(fixed_epochs(1), batch, device="cuda")) == 0  # a GPU takes whole batches
     assert micro_size(mlp, TrainSpec(fixed_epochs(1), batch)) == 0
     assert micro_size(mlp, TrainSpec(fixed_epochs(1), batch, micro_batch=32)) == 32
     assert micro_size(normed, TrainSpec(fixed_epochs(1), batch)) == 0

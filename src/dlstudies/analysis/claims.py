@@ -86,7 +86,7 @@ def _by_seed(table: dict, condition: str, metric: str) -> dict:
     return {r["seed"]: r["metrics"].get(metric) for r in table[condition]["runs"]}
 
 
-def _aligned(table: dict, a: str, b: str, metric: str) -> tuple[list, list, int]:
+def aligned(table: dict, a: str, b: str, metric: str) -> tuple[list, list, int]:
     """Values of a and b on the seeds both ran, and how many of those pairs lack a finite value."""
     va, vb = _by_seed(table, a, metric), _by_seed(table, b, metric)
     seeds = sorted(set(va) & set(vb))
@@ -121,7 +121,7 @@ def _missing_note(n_missing: int) -> str:
 
 @KINDS.register("directional")
 def _directional(claim: Claim, table: dict) -> dict:
-    x, y, n_missing = _aligned(table, claim.a, claim.b, claim.metric)
+    x, y, n_missing = aligned(table, claim.a, claim.b, claim.metric)
     e = stats.paired_effect(x, y, claim.metric)
     at = 1.0 if e["log"] else 0.0
     verdict, note = _small(e["n"], claim, _side(e["ci95"], claim.sign, at))
@@ -174,7 +174,7 @@ def _trend(claim: Claim, table: dict) -> dict:
 @KINDS.register("equivalence")
 def _equivalence(claim: Claim, table: dict) -> dict:
     if claim.b:
-        x, y, n_missing = _aligned(table, claim.a, claim.b, claim.metric)
+        x, y, n_missing = aligned(table, claim.a, claim.b, claim.metric)
         a_x, b_x = stats._pairs(x, y)
         d, what = a_x - b_x, f"{claim.a} − {claim.b}"
     else:

@@ -17,6 +17,7 @@ What each path guarantees (tests hold them to it):
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Sequence
 
 import numpy as np
@@ -30,6 +31,7 @@ from dlstudies.engine.record import EpochLog, FitResult, Snapshots
 from dlstudies.engine.schedule import fixed_epochs, member_order
 from dlstudies.engine.spec import TrainSpec, batches
 from dlstudies.errors import UsageError
+from dlstudies.models import conv
 from dlstudies.models.stacked import StackedNet
 from dlstudies.optim import OptSpec, StackedOptimizer
 
@@ -44,7 +46,9 @@ def fit_batched(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.
                 spec: TrainSpec, seeds: Sequence[int], *, path: str = "auto") -> FitResult:
     """`path`: "auto" takes the compiled kernel (kernel.py) where it applies, else the hand-fused
     path (fused.py) where that applies, else autograd; "kernel" or "fused" insists on that path (a
-    UsageError says why it does not apply); "autograd" takes neither."""
+    UsageError says why it does not apply); "autograd" takes neither. On a GPU the data go to the
+    device once per fit and a step reads nothing back: the host reads each epoch's values once."""
+    spec, moved = _kernel_stays_on_cpu(members, x, y, spec, path)
     x, y = x.to(spec.device, members[0].parameters().__next__().dtype), y.to(spec.device)
     net = StackedNet([_on(m, spec.device) for m in members])
     order = member_order(spec.order, y, seeds)
@@ -54,9 +58,9 @@ def fit_batched(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.
     fast = fast(opt) if callable(fast) else fast
     traces, snaps = [], Snapshots(spec.snapshot_every, spec.stop.max_epochs)
     snaps.after(0, net.flat)
-    predict = fast.predict if taken == "kernel" else (lambda inputs: stacked_predict(net, inputs))
+    predict = fast.predict if taken == "kernel" else _inputs_once(lambda inputs: stacked_predict(net, inputs), spec.device)
     micro = micro_size(net, spec) if fast is None else 0
-    taken = f"{taken}-micro{micro}" if micro else taken  # recorded in results.json (engine_paths)
+    taken = path_name(taken, micro, net) + ("-cpu" if moved else "")
     for epoch in range(spec.stop.max_epochs):
         if fast is not None:  # keeps stopped members frozen itself, and has no buffers to hold
             losses, trace = fast.epoch(order(epoch), epoch < spec.trace_epochs)
@@ -67,7 +71,7 @@ def fit_batched(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.
             trace = _stopped_as_nan(trace, log.active)
         traces += [trace] if trace is not None else []
         log.end_epoch(epoch, losses, _probe(predict, spec))
-        if opt is not None:
+        if opt is not None and not log.active.all():  # log.active is on the host: no read of the device
             opt.set_active(log.active.to(spec.device))
         if fast is not None:
             fast.set_active(log.active)
@@ -75,6 +79,37 @@ def fit_batched(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.
         if not log.active.any():
             break
     return log.result(_join(traces), _modules(net, members), snaps.result(net.flat), taken)
+
+
+def _kernel_stays_on_cpu(members, x, y, spec: TrainSpec, path: str) -> tuple[TrainSpec, bool]:
+    """(the spec to train with, whether it moved to the CPU). A pattern-mode MLP (one sample per step)
+    asked for on a GPU trains on the CPU's compiled kernel instead: a GPU step is ~20 kernel launches
+    for a few hundred multiply-adds, the kernel's 0.2-2 us per member. One line says so."""
+    if torch.device(spec.device).type == "cpu" or spec.batch_size != 1 or path not in ("auto", "kernel"):
+        return spec, False
+    on_cpu = dataclasses.replace(spec, device="cpu")
+    net = StackedNet([_on(m, "cpu") for m in members])
+    if fused.why_not(net, x.cpu(), y.cpu(), on_cpu) or kernel.why_not(net, on_cpu) or kernel.library() is None:
+        return spec, False
+    kernel.say_once(f"pattern-mode MLP (batch size 1): trained on the CPU's compiled kernel, not {spec.device} "
+                    "(faster there); engine path kernel-cpu")
+    return on_cpu, True
+
+
+def _inputs_once(predict, device: str):
+    """`predict` that moves each input set to `device` once per fit: a probe passes the same tensors
+    (or the same chunks of them) every epoch. Keyed by the memory an input views, which the key's
+    entry keeps alive; on the CPU nothing moves."""
+    if torch.device(device).type == "cpu":
+        return predict
+    moved: dict = {}
+
+    def run(inputs: torch.Tensor) -> torch.Tensor:
+        key = (inputs.data_ptr(), inputs.shape, inputs.stride(), inputs.dtype, inputs.device)
+        if key not in moved:
+            moved[key] = (inputs, inputs.to(device))
+        return predict(moved[key][1])
+    return run
 
 
 def _on(member: nn.Module, device: str) -> nn.Module:
@@ -103,6 +138,14 @@ def _fast_trainer(net: StackedNet, opts, x, y, spec: TrainSpec, path: str):
     return "fused", lambda opt: fused.FusedTrainer(net, opt, x, y, spec)
 
 
+def path_name(taken: str, micro: int, net: StackedNet) -> str:
+    """The path as results.json records it (engine_paths): its micro-batches, and how a CNN convolves
+    ("autograd-micro64-membersconv"), since both change a member's last bits."""
+    name = f"{taken}-micro{micro}" if micro else taken
+    convolves = any(type(m).__name__ == "Conv2d" for m in net.template.modules())
+    return f"{name}-{conv.conv_layout(net.flat.device)}conv" if convolves else name
+
+
 def _stopped_as_nan(trace: dict | None, active: torch.Tensor) -> dict | None:
     # As the fused path and the reference engine record it: a stopped member has no steps.
     if trace is None or bool(active.all()):
@@ -113,15 +156,18 @@ def _stopped_as_nan(trace: dict | None, active: torch.Tensor) -> dict | None:
 
 def _hold_stopped(net: StackedNet, active: torch.Tensor):
     """Stopped members' buffers (BatchNorm running statistics), which a training-mode forward moves in
-    place for the whole stack; put back after the epoch, a stopped member stays exactly where it stopped."""
-    stopped = ~active.to(net.flat.device)
-    return stopped, {k: v[stopped].clone() for k, v in net.buffers.items()} if stopped.any() else {}
+    place for the whole stack; put back after the epoch, a stopped member stays exactly where it stopped.
+    `active` is on the host, so that asking whether any stopped reads nothing from the device."""
+    if bool(active.all()) or not net.buffers:
+        return None, {}
+    rows = (~active).nonzero().flatten().to(net.flat.device)  # indices, not a mask: no device-side nonzero
+    return rows, {k: v.index_select(0, rows) for k, v in net.buffers.items()}
 
 
 def _put_back(net: StackedNet, held) -> None:
-    stopped, saved = held
+    rows, saved = held
     for k, v in saved.items():
-        net.buffers[k][stopped] = v
+        net.buffers[k].index_copy_(0, rows, v)
 
 
 def _join(traces: list[dict]) -> dict[str, np.ndarray] | None:
@@ -130,13 +176,14 @@ def _join(traces: list[dict]) -> dict[str, np.ndarray] | None:
 
 def micro_size(net: StackedNet, spec: TrainSpec) -> int:
     """Samples per forward/backward within a batch; 0: the whole batch. Never with BatchNorm (its
-    statistics are the whole batch's). Auto (`spec.micro_batch` None): MICRO_BATCH for CNNs, whose
-    activations outgrow the cache; MLPs keep whole batches (their steps are overhead-bound)."""
+    statistics are the whole batch's). Auto (`spec.micro_batch` None): MICRO_BATCH for CNNs on the CPU,
+    whose activations outgrow the cache; MLPs and GPUs keep whole batches."""
     names = {type(m).__name__ for m in net.template.modules()}
     batch_norm = any(n.startswith("BatchNorm") for n in names)
     if spec.micro_batch and batch_norm:
         raise UsageError(f"micro_batch={spec.micro_batch}: not with BatchNorm in the model (its statistics are the batch's)")
-    size = spec.micro_batch if spec.micro_batch is not None else (MICRO_BATCH if "Conv2d" in names else 0)
+    auto = MICRO_BATCH if "Conv2d" in names and torch.device(spec.device).type == "cpu" else 0  # a GPU has no such cache
+    size = spec.micro_batch if spec.micro_batch is not None else auto
     return size if not batch_norm and 0 < size < spec.batch_size else 0
 
 

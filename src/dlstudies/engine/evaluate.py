@@ -8,13 +8,22 @@ from dlstudies.engine.losses import LOSSES
 
 
 def accuracy(outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """(M, N, C) logits and (N,) labels -> (M,) fraction correct."""
-    return (outputs.argmax(-1) == y.to(outputs.device)).double().mean(1).cpu()
+    """(M, N, C) logits and (N,) labels -> (M,) fraction correct, on the host."""
+    return _accuracy(outputs, y).cpu()
 
 
 def mean_loss(outputs: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
+    return _mean_loss(outputs, y, loss).cpu()
+
+
+# Where the outputs are: a probe's values stay on the device until the epoch's one read (EpochLog).
+def _accuracy(outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (outputs.argmax(-1) == y.to(outputs.device)).double().mean(1)
+
+
+def _mean_loss(outputs: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
     targets = y.to(outputs.device).expand(outputs.shape[0], *y.shape)
-    return LOSSES.get(loss).stacked(outputs, targets).double().cpu()
+    return LOSSES.get(loss).stacked(outputs, targets).double()
 
 
 def confusion(outputs: torch.Tensor, y: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -52,7 +61,7 @@ def loss_accuracy_probe(split: str, x: torch.Tensor, y: torch.Tensor, loss: str,
     predict (default: all; the engine's predict chunks them as suits the device)."""
     def probe(predict):
         outputs = chunked_predict(predict, x, chunk) if chunk else predict(x)
-        return {f"{split}_loss": mean_loss(outputs, y, loss), f"{split}_acc": accuracy(outputs, y)}
+        return {f"{split}_loss": _mean_loss(outputs, y, loss), f"{split}_acc": _accuracy(outputs, y)}
     return probe
 
 

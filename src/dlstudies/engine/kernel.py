@@ -73,7 +73,7 @@ def build_key(cxx: str) -> str:
 _said: set[str] = set()
 
 
-def _say_once(line: str) -> None:
+def say_once(line: str) -> None:
     if line not in _said:
         _said.add(line)
         print(f"dlstudies: {line}", file=sys.stderr)
@@ -109,12 +109,12 @@ def library():
     """The compiled kernel (built on first use), or None where it cannot be had (one line says why)."""
     cxx = compiler()
     if cxx is None:
-        _say_once("no C++ compiler found (set CXX or install g++): the MLP kernel is off, the fused path runs")
+        say_once("no C++ compiler found (set CXX or install g++): the MLP kernel is off, the fused path runs")
         return None
     try:
         return _library_cached(cxx)
     except Exception as err:  # noqa: BLE001 - any build failure means the fused path runs
-        _say_once(f"the MLP kernel did not build ({type(err).__name__}: {str(err).splitlines()[0][:120]}); "
+        say_once(f"the MLP kernel did not build ({type(err).__name__}: {str(err).splitlines()[0][:120]}); "
                   "the fused path runs")
         return None
 

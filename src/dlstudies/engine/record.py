@@ -80,6 +80,15 @@ def _padded_cat(arrays: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([pad(a.astype(float)) for a in arrays])
 
 
+def to_host(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The epoch's values (loss, probes) as float64 on the host, in one read of the device: each read
+    waits for the device to finish, so they are gathered into one tensor first."""
+    device = next(iter(values.values())).device
+    flat = torch.cat([v.detach().to(device, torch.float64).reshape(-1) for v in values.values()]).cpu()
+    parts = flat.split([v.numel() for v in values.values()])
+    return {k: p.view(v.shape) for (k, v), p in zip(values.items(), parts)}
+
+
 class EpochLog:
     """Tracks which members are active and records their epoch values; decides who stops."""
 
@@ -95,12 +104,13 @@ class EpochLog:
         progress.planned(M * stop.max_epochs)
 
     def end_epoch(self, epoch: int, loss: torch.Tensor, probes: dict[str, torch.Tensor]) -> None:
-        loss = loss.detach().to("cpu", torch.float64)
+        values = to_host({"loss": loss, **probes})
+        loss = values["loss"]
         was = self.active.clone()
-        self._record({"loss": loss, **probes}, was)
+        self._record(values, was)
         self.epochs[was.numpy()] += 1
         bad = was & ~torch.isfinite(loss)
-        done = was & ~bad & (self.stop.converged(self.previous, loss) | self.stop.reached({"loss": loss, **probes}))
+        done = was & ~bad & (self.stop.converged(self.previous, loss) | self.stop.reached(values))
         self.diverged |= bad.numpy()
         self.diverged_epoch[bad.numpy()] = epoch
         self.converged |= done.numpy()

@@ -119,12 +119,11 @@ def summarize_study(study, cfg, unit_results: list[dict]) -> dict:
 def paired_contrast(table: dict, a: str, b: str, metric: str) -> dict:
     """Condition a against b on one metric, paired by seed (stats.paired_effect: a ratio for positive
     skewed metrics), with `text`: the effect and its 95% CI in the reader's units ('3.1x [2.2x, 4.4x]')."""
+    from dlstudies.analysis.claims import aligned
     from dlstudies.analysis.measures import effect_text, interval_text
 
-    va = {r["seed"]: r["metrics"].get(metric) for r in table[a]["runs"]}
-    vb = {r["seed"]: r["metrics"].get(metric) for r in table[b]["runs"]}
-    seeds = sorted(set(va) & set(vb))
-    e = stats.paired_effect([va[s] for s in seeds], [vb[s] for s in seeds], metric)
+    x, y, _ = aligned(table, a, b, metric)  # the pairing a paired claim on the same metric uses
+    e = stats.paired_effect(x, y, metric)
     e["text"] = f"{effect_text(metric, e['effect'], e['log'])} {interval_text(metric, e['ci95'], True, e['log'])}"
     return e
 
