@@ -212,7 +212,7 @@ def test_sensitivity_trains_its_large_cnn_batches_as_micro_batches():
     data = load_split_data(cfg, Runtime())
     unit = Unit("sensitivity", cfg, (0,), Runtime())
     large, small = (sv._train(cfg, unit, data, b, sv.Recipe(cfg.lr, 1))[0].path for b in (4 * MICRO_BATCH, MICRO_BATCH))
-    assert large == f"autograd-micro{MICRO_BATCH}" and small == "autograd"
+    assert large.startswith(f"autograd-micro{MICRO_BATCH}") and small.startswith("autograd") and "micro" not in small
 
 
 def test_interpolation_batchnorm_pair_on_three_seeds_says_n_too_small_beside_the_decided_cnn():
