@@ -251,3 +251,13 @@ def test_a_sequence_of_conditions_reads_dark_to_light():
     lightness = [sum(to_rgb(c)) for c in colors]
     assert lightness == sorted(lightness) and len(set(colors)) == 3
     assert list(F.condition_colors(["a", "b"], sequence=True).values()) == list(F.OKABE_ITO[:2])
+
+
+def test_a_second_band_on_the_same_axes_is_hatched_so_overlaps_do_not_blend():
+    f, ax = F.new_figure()
+    runs = [[1.0, 2.0, 3.0], [1.2, 2.2, 3.1], [0.9, 1.9, 2.8]]
+    F.curve_band(ax, runs, "a")
+    F.curve_band(ax, [[v + 0.1 for v in r] for r in runs], "b")
+    first, second = [c for c in ax.collections if c.get_gid() == F.BAND]
+    assert first.get_hatch() is None and second.get_hatch()
+    assert first.get_facecolor()[0][3] > second.get_facecolor()[0][3]  # the fill under a hatch is fainter

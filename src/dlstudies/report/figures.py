@@ -167,7 +167,7 @@ def curve_band(ax: Axes, runs, label: str, color: str | None = None, x=None, log
     end = 0 if apart else _first_partial(count)
     (line,) = ax.plot(x[:end], mean[:end], label=None if apart else label, color=color, lw=1.6)
     color = line.get_color()
-    ax.fill_between(x[:end], lo[:end], hi[:end], facecolor=to_rgba(color, 0.15), edgecolor=to_rgba(color, 0.7), lw=0.6)
+    _band(ax, x[:end], lo[:end], hi[:end], color)
     first = _seed_lines(ax, x, values, 0 if apart else max(end - 1, 0), color, label if apart else None)
     if xlabel in INTEGER_AXES:
         ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True))
@@ -175,6 +175,18 @@ def curve_band(ax: Axes, runs, label: str, color: str | None = None, x=None, log
         ax.set_yscale("log", nonpositive="clip")  # switch on only: an earlier curve may need it
     _label(ax, xlabel, ylabel)
     return first if apart and first is not None else line
+
+
+BAND = "band"
+
+
+def _band(ax: Axes, x, lo, hi, color) -> None:
+    """A 95% band, outlined; the first on an axes filled, later ones hatched over a fainter fill:
+    two translucent fills blend into a third colour (orange over blue reads olive) where they overlap."""
+    first = not any(c.get_gid() == BAND for c in ax.collections)
+    band = ax.fill_between(x, lo, hi, facecolor=to_rgba(color, 0.15 if first else 0.05),
+                           edgecolor=to_rgba(color, 0.7), lw=0.6, hatch=None if first else "////")
+    band.set_gid(BAND)  # also names the band in the SVG
 
 
 def _seed_lines(ax: Axes, x, values: np.ndarray, start: int, color: str, label: str | None):

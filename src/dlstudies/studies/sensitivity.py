@@ -426,12 +426,13 @@ def _training_figure(results: dict, folder) -> list[str]:
     """One panel per arm: each batch size's mean training loss per epoch (band over seeds)."""
     conditions = results["conditions"]
     arms = list(dict.fromkeys(c["runs"][0]["arm"] for c in conditions.values()))
-    f, axes = fig.new_figure(ncols=len(arms), size=(4 * len(arms), 3.6))
-    for ax, arm in zip(np.atleast_1d(axes), arms):
+    f, axes = fig.panels(len(arms), panel=(4.4, 3.4), per_row=2)
+    for ax, arm in zip(axes, arms):
         mine = {n: c for n, c in conditions.items() if c["runs"][0]["arm"] == arm}
         fig.condition_bands(ax, mine, "loss", label=lambda n: n.split("/")[0], ylabel="mean training loss in the epoch")
         ax.set_title(arm, fontsize=9)
         ax.legend(fontsize=7)
+    fig.share_y(axes)  # the arms' losses compare at a glance
     f.suptitle("Training per arm and batch size (mean and 95% band over seeds)")
     return fig.save(f, folder, "training_loss")
 
