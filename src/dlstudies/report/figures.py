@@ -187,6 +187,8 @@ def _band(ax: Axes, x, lo, hi, color) -> None:
     band = ax.fill_between(x, lo, hi, facecolor=to_rgba(color, 0.15 if first else 0.05),
                            edgecolor=to_rgba(color, 0.7), lw=0.6, hatch=None if first else "////")
     band.set_gid(BAND)  # also names the band in the SVG
+    if not first:
+        band.set_hatch_linewidth(0.4)  # fine hatching: a figure of ten bands stays calm
 
 
 def _seed_lines(ax: Axes, x, values: np.ndarray, start: int, color: str, label: str | None):
