@@ -71,6 +71,28 @@ def note_path(result: FitResult) -> FitResult:
     return result
 
 
+# CPU seconds of every fit run inside `fit_seconds()`: how `dlstudies plan` tells the training
+# (which grows with the epoch budget) from a unit's other work (measures on the trained models).
+_FIT_SECONDS: ContextVar[list[float] | None] = ContextVar("fit_seconds", default=None)
+
+
+@contextlib.contextmanager
+def fit_seconds():
+    """Collects the CPU seconds (`time.process_time`) of every fit the engines run inside the block."""
+    seconds: list[float] = []
+    token = _FIT_SECONDS.set(seconds)
+    try:
+        yield seconds
+    finally:
+        _FIT_SECONDS.reset(token)
+
+
+def note_seconds(seconds: float) -> None:
+    collected = _FIT_SECONDS.get()
+    if collected is not None:
+        collected.append(seconds)
+
+
 def _padded_cat(arrays: list[np.ndarray]) -> np.ndarray:
     """Members' (1, steps, ...) records stacked; a member that stopped sooner is NaN after its end.
     A probe may record more than a number per epoch (a confusion matrix): only axis 1 is padded."""
