@@ -183,13 +183,13 @@ def slices(cfg, sizes: dict[str, int], epochs: int = 1) -> tuple[int, list[Slice
 def line(points: dict[float, float], floor: float = 0.0) -> tuple[float, float]:
     """(value at 0, slope) of the line through two points {x: y}, its slope at least 0 (cost never
     falls as work grows, whatever the timing noise) and 0 where y grows by less than `floor` (within
-    the noise: the mean of the two); one point: a flat line."""
+    the noise: flat at the larger budget's y); one point: a flat line."""
     (x1, y1), *rest = sorted(points.items())
     if not rest:
         return y1, 0.0
     x2, y2 = rest[-1]
     if floor > 0 and y2 - y1 < floor:
-        return (y1 + y2) / 2, 0.0
+        return y2, 0.0
     slope = max(0.0, (y2 - y1) / (x2 - x1))
     return y2 - slope * x2, slope
 
@@ -253,16 +253,35 @@ class Timing:
         return self.fit_s if self.fits else self.seconds
 
 
+def other_floor(times) -> float:
+    """The floor of the other work's line: MIN_SLOPE_S where the training was timed apart from it."""
+    return MIN_SLOPE_S if any(t.fits for t in times) else 0.0
+
+
 class UnitScaling:
     """The Scalings of a unit's training and of its other work (the latter's growth with the budget
-    counted only above MIN_SLOPE_S: a unit's measures run once per trained model, whatever its epochs)."""
+    counted only above MIN_SLOPE_S where the engine reported the training apart: a unit's measures
+    run once per trained model, whatever its epochs)."""
 
     def __init__(self, times: dict[tuple[float, float], Timing]):
         parts = [{key: t.parts()[i] for key, t in times.items()} for i in (0, 1)]
-        self.parts = (scaling(parts[0]), scaling(parts[1], MIN_SLOPE_S))
+        self.parts = (scaling(parts[0]), scaling(parts[1], other_floor(times.values())))
 
     def real_seconds(self, times: dict[float, Timing]) -> float:
         return sum(s.real_seconds({f: t.parts()[i] for f, t in times.items()}) for i, s in enumerate(self.parts))
+
+
+def shape_seconds(top: dict[float, Timing], small: Timing, small_data: float, top_data: float) -> float:
+    """Seconds of a real unit from its slices {budget: Timing} at the larger data size and one at the
+    smaller data size and the largest budget: per part, its budget line at budget 1 times how that
+    part grows from the larger data size to all of it (at the largest budget, linearly)."""
+    seconds = 0.0
+    for i, floor in ((0, 0.0), (1, other_floor([*top.values(), small]))):
+        value, slope = line({f: t.parts()[i] for f, t in top.items()}, floor)
+        at_top = top[max(top)].parts()[i]
+        whole = at_one({small_data: small.parts()[i], top_data: at_top})
+        seconds += max(0.0, value + slope) * (whole / at_top if at_top > 0 else 1.0)
+    return seconds
 
 
 # ---- timing ----------------------------------------------------------------------------------
@@ -280,7 +299,9 @@ def shape_of(unit: Unit) -> tuple:
 
 def estimate_study(name: str, cfg, seeds: tuple[int, ...], runtime: Runtime, folder: Path) -> StudyEstimate:
     """Time the study's first unit as every slice, one unit of each other shape as the slices of the
-    largest data size (its data scaled as the first one's), then the analysis on the largest slice's results."""
+    largest data size and the largest budget at the smaller data size (a shape's training may not
+    grow with its data as the first one's does: a step budget), then the analysis on the largest
+    slice's results."""
     study = STUDIES.get(name)
     real = study.work_units(cfg, seeds, runtime)
     grid, sliced, top, timings = _settled_grid(study, cfg, seeds, runtime, len(real))
@@ -289,10 +310,17 @@ def estimate_study(name: str, cfg, seeds: tuple[int, ...], runtime: Runtime, fol
     scale = UnitScaling({(grid[j].budget, grid[j].data): t for j, (t, _) in lead.items()})
     seconds, results = {}, {}
     for i, unit in enumerate(real):
-        if shape_of(unit) not in seconds:
-            mine = timings if i == 0 else _time_slices([sliced[j][i] for j in top])
-            seconds[shape_of(unit)] = scale.real_seconds({grid[j].budget: t for j, (t, _) in zip(top, mine)})
-            results[shape_of(unit)] = mine[-1][1]
+        if shape_of(unit) in seconds:
+            continue
+        if i == 0:
+            seconds[shape_of(unit)] = scale.real_seconds({grid[j].budget: t for j, (t, _) in zip(top, timings)})
+            results[shape_of(unit)] = timings[-1][1]
+            continue
+        mine = _time_slices([sliced[j][i] for j in [*top, rest[-1]]])
+        *big, (small, _) = mine
+        seconds[shape_of(unit)] = shape_seconds({grid[j].budget: t for j, (t, _) in zip(top, big)}, small,
+                                                grid[rest[-1]].data, grid[-1].data)
+        results[shape_of(unit)] = big[-1][1]
     bound = is_upper_bound(cfg)
     estimates = tuple(UnitEstimate(u, seconds[shape_of(u)], bound) for u in real)
     replicas = [with_seeds(results[shape_of(u)], u.seeds) for u in real]
