@@ -215,17 +215,16 @@ def test_a_shape_whose_training_does_not_grow_with_its_data_is_scaled_by_its_own
 def test_the_engine_reports_each_fits_cpu_seconds():
     from dlstudies.engine import fit, fit_seconds
 
-    x, y = torch.randn(32, 3), torch.randint(0, 2, (32,))
+    from dlstudies.models.builders import build_members, mlp
+    from dlstudies.optim import OptSpec
+
+    x, y = torch.randn(32, 3, dtype=torch.float64), torch.randint(0, 2, (32,))
     with fit_seconds() as seconds:
         for epochs in (1, 2):
-            fit(torch.nn.Linear(3, 2), plan_module_opt(), x, y, epochs=epochs, batch_size=8)
+            fit(build_members(lambda: mlp([3, 4, 2]), [0, 1], torch.float64), OptSpec("delta", 0.1), x, y, epochs=epochs,
+                batch_size=8)
     assert len(seconds) == 2 and all(s > 0 for s in seconds)
     with fit_seconds() as outer:
         pass
     assert outer == []
 
-
-def plan_module_opt():
-    from dlstudies.optim import OptSpec
-
-    return OptSpec("delta", 0.1)
