@@ -7,6 +7,7 @@ import numpy as np
 from scipy import stats as sps
 
 from dlstudies.report import figures as F
+from dlstudies.report.ticks import _collide
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -171,10 +172,10 @@ def test_tidy_ticks_leaves_no_colliding_labels():
         ax.xaxis.set_major_locator(MaxNLocator(nbins=20, integer=True))  # crowded on purpose
     fig.draw_without_rendering()
     renderer = fig.canvas.get_renderer()
-    assert any(F._collide(ax.xaxis.get_ticklabels(), renderer) for ax in axes)
+    assert any(_collide(ax.xaxis.get_ticklabels(), renderer) for ax in axes)
     F.tidy_ticks(fig)
     fig.draw_without_rendering()
-    assert not any(F._collide(axis.get_ticklabels(which="both"), renderer) for ax in axes for axis in (ax.xaxis, ax.yaxis))
+    assert not any(_collide(axis.get_ticklabels(which="both"), renderer) for ax in axes for axis in (ax.xaxis, ax.yaxis))
     assert all(len(ax.xaxis.get_majorticklocs()) >= 2 for ax in axes)
 
 
@@ -205,3 +206,58 @@ def test_thinned_labels_keep_first_last_and_every_kth():
 def test_confusion_grid_writes_png_and_svg(tmp_path):
     runs = [{"confusion": {"train": np.eye(3).tolist(), "test": np.eye(3).tolist()}}]
     assert F.confusion_grid({"a": {"runs": runs}}, tmp_path) == ["confusion.png", "confusion.svg"]
+
+
+def test_label_points_stay_inside_the_axes_and_never_on_each_other():
+    fig, ax = F.new_figure(size=(4, 3))
+    ax.plot([0, 10], [0, 10], "o")
+    ax.set(xlim=(0, 10), ylim=(0, 10))
+    labels = [(10, 5, "0.97", "k"), (9.9, 9.9, "0.98", "k"), (5, 5, "0.10", "k"), (5.1, 5.05, "0.11", "k"), (0, 0, "0.09", "k")]
+    written = F.label_points(ax, labels)
+    assert [t.get_text() for t in written] == ["0.97", "0.98", "0.10", "0.09"]  # 0.11 would land on 0.10
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    boxes = [t.get_window_extent(renderer) for t in written]
+    assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1 for b in boxes)
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def test_dots_ci_fits_the_axis_to_the_intervals():
+    _, ax = F.new_figure()
+    F.dots_ci(ax, ["a", "b"], [{"mean": 0.97, "ci95": [0.965, 0.975]}, {"mean": 0.93, "ci95": [0.92, 0.94]}])
+    lo, hi = ax.get_ylim()
+    assert 0.9 < lo < 0.92 and 0.975 < hi < 1.0  # bars from zero would have squashed the 4-point gap
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
+
+
+def test_many_panels_wrap_into_rows_the_page_can_show(tmp_path):
+    fig, axes = F.panels(5, sharey=True)
+    assert len(axes) == 5 and fig.get_size_inches()[0] <= 3 * 3.8 + 1e-9
+    assert sum(ax.get_visible() for ax in fig.axes) == 5
+    runs = [{"confusion": {"train": np.eye(3).tolist(), "test": np.eye(3).tolist()}}]
+    with F.kept_figures() as kept:
+        F.confusion_grid({f"c{i}": {"runs": runs} for i in range(5)}, tmp_path)
+    grid = kept["confusion"]
+    shown = [ax for ax in grid.axes if ax.get_visible()]
+    assert len(shown) == 10 and grid.get_size_inches()[0] <= 3 * 2.9 + 1e-9
+    assert {ax.get_title() for ax in shown} == {f"c{i}, {s}" for i in range(5) for s in ("train", "test")}
+
+
+def test_a_sequence_of_conditions_reads_dark_to_light():
+    from matplotlib.colors import to_rgb
+
+    colors = list(F.condition_colors(["p=0", "p=0.5", "p=1"], sequence=True).values())
+    lightness = [sum(to_rgb(c)) for c in colors]
+    assert lightness == sorted(lightness) and len(set(colors)) == 3
+    assert list(F.condition_colors(["a", "b"], sequence=True).values()) == list(F.OKABE_ITO[:2])
+
+
+def test_a_second_band_on_the_same_axes_is_hatched_so_overlaps_do_not_blend():
+    f, ax = F.new_figure()
+    runs = [[1.0, 2.0, 3.0], [1.2, 2.2, 3.1], [0.9, 1.9, 2.8]]
+    F.curve_band(ax, runs, "a")
+    F.curve_band(ax, [[v + 0.1 for v in r] for r in runs], "b")
+    first, second = [c for c in ax.collections if c.get_gid() == F.BAND]
+    assert first.get_hatch() is None and second.get_hatch()
+    assert first.get_facecolor()[0][3] > second.get_facecolor()[0][3]  # the fill under a hatch is fainter

@@ -44,7 +44,7 @@ def out_dir(tmp_path):
                                  "passed": True, "evidence": "64 vs 120 epochs"},
                                 {"claim": "Momentum helps", "source": "Rumelhart 1986", "passed": False,
                                  "evidence": "no difference | p = 0.8"}],
-                        tables=[{"title": "Summary table", "columns": ["rule", "epochs"], "rows": [["adam", 64.0]]}])
+                        tables=[{"title": "Summary table", "columns": ["rule", "epochs"], "rows": [["adam", 120.0]]}])
     diverged["conditions"]["delta"]["runs"][1].update(diverged=True, diverged_epoch=7)
     (a / "results.json").write_text(json.dumps(diverged))
     b = tmp_path / "normalization"
@@ -121,14 +121,16 @@ def _one_study(tmp_path, **extra):
 
 def test_verdicts_in_three_colours_with_counts_and_sanity_small(tmp_path):
     checks = [{"claim": c, "source": "S", "kind": "direction", "metric": "test_acc", "verdict": v, "effect": 0.031,
-               "ci95": [0.01, 0.05], "test": "sign-flip permutation", "p_value": 0.03, "n": 5, "evidence": "e"}
+               "ci95": [0.01, 0.05], "test": "sign-flip permutation", "p_value": 0.03, "n": 5,
+               "evidence": "" if c == "four" else f"test_acc, a − b: +3.1 pp [+1.0 pp, +5.0 pp] ({c})"}
               for c, v in (("one", "supported"), ("two", "contradicted"), ("three", "inconclusive"), ("four", "supported"))]
     html = _one_study(tmp_path, checks=checks, sanity=[{"name": "rows sum to one", "ok": True, "evidence": "ok"}])
     table = html[html.index('class="checks"'):]
     table = table[: table.index("</table>")]
     for verdict, k in (("supported", 2), ("contradicted", 1), ("inconclusive", 1)):
         assert table.count(f'<td class="{verdict}">{verdict}</td>') == k
-    assert "3.10% [1.00%, 5.00%]" in table and "p 0.03" in table
+    assert table.count("+3.1 pp [+1.0 pp, +5.0 pp]") == 3  # the evidence states the effect once per check
+    assert table.count("3.10% [1.00%, 5.00%]") == 1 and "p 0.03" in table  # the check without evidence
     assert "2 / 1 / 1" in html and "supported / contradicted / inconclusive" in html
     assert 'class="sanity"' in html and "rows sum to one" in html
 
@@ -177,3 +179,39 @@ def test_about_names_report_a_and_report_b(tmp_path):
     about = about[: about.index("</p>")]
     assert "Report A" in about and "36-feature, 5-class" in about
     assert "Report B" in about and "1-D functions and MNIST" in about
+
+
+def _numbers_on_the_page(html: str) -> list[str]:
+    """Every 'mean [low, high]' cell of the open and collapsed tables (per-seed numbers aside)."""
+    html = html[: html.index('class="per-seed"')] if 'class="per-seed"' in html else html
+    return re.findall(r'<td class="num">([^<\[]+ \[[^<]*\])</td>', html)
+
+
+def test_every_number_once_when_the_study_declares_no_table(tmp_path):
+    """The study's own per-condition table repeats the summaries: it opens, and no second table repeats it."""
+    own = {"title": "Per rule, over seeds", "columns": ["rule", "test_acc", "epochs"],
+           "rows": [["adam", "43.0% [41.0%, 45.0%]", "64"], ["delta", "41.0% [39.0%, 43.0%]", "—"]]}
+    extra = {"title": "Wall time", "columns": ["rule", "seconds"], "rows": [["adam", "12.5"]]}
+    html = _one_study(tmp_path, tables=[own, own, extra])
+    cells = _numbers_on_the_page(html)
+    assert sorted(cells) == ["41.0% [39.0%, 43.0%]", "43.0% [41.0%, 45.0%]"]  # each once
+    section = html[html.index('<section id="optimizers">'):]
+    assert section.count("Per rule, over seeds") == 1 and "Wall time" in section
+    assert section.index("Per rule, over seeds") < section.index("<details")  # the study's table is the open one
+    assert "Per condition: mean [95% CI]" not in section  # no table built from the summaries beside it
+
+
+def test_a_collapsed_table_that_repeats_the_open_one_is_left_out(tmp_path):
+    repeat = {"title": "Same numbers again", "columns": ["rule", "test accuracy"], "rows": [["adam", "43.0% [41.0%, 45.0%]"]]}
+    html = _one_study(tmp_path, tables=[repeat])
+    assert "Same numbers again" not in html and _numbers_on_the_page(html).count("43.0% [41.0%, 45.0%]") == 1
+
+
+def test_a_wide_table_of_one_condition_reads_down_its_metrics(tmp_path):
+    wide = {"title": "One model", "columns": ["condition", *(f"m{i}" for i in range(8))],
+            "rows": [["adam", *(f"{i}.5 [{i}.0, {i + 1}.0]" for i in range(8))]]}
+    html = _one_study(tmp_path, table=wide)
+    main = html[html.index('class="main"'):]
+    main = main[: main.index("</table>")]
+    assert "<th>metric</th><th>condition adam</th>" in main and main.count("<tr>") == 9
+    assert '<td class="name">m3</td><td class="num">3.5 [3.0, 4.0]</td>' in main

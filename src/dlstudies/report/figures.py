@@ -14,7 +14,8 @@ runs; past the step where the first seed stopped, each remaining seed is a thin 
 so a mean never jumps when a seed drops out. Seeds that end more than SPREAD_FOR_SEEDS apart (a
 bimodal result) are drawn each as a thin line throughout, with no band between them.
 
-`save` writes PNG and SVG, after `tidy_ticks` has thinned any axis whose tick labels collide.
+`save` writes PNG and SVG, after `tidy_ticks` (report.ticks) has given narrow log axes plain
+numbers and thinned any axis whose tick labels collide.
 
 Bands over seeds (`mean_band`): at each step, the runs still running give the mean and a 95%
 t-interval of that mean. With only two runs the t quantile is 12.7 and the band would swamp the
@@ -39,9 +40,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex, to_rgba
 from matplotlib.figure import Figure
 from matplotlib.markers import MarkerStyle
-from matplotlib.ticker import FixedLocator, LogLocator, MaxNLocator, NullFormatter
+from matplotlib.ticker import MaxNLocator
 from scipy import stats as sps
 
+from dlstudies.report.ticks import tidy_ticks
 from dlstudies.store import write_atomic
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000", "#F0E442")
@@ -57,10 +59,11 @@ def color(i: int) -> str:
     return OKABE_ITO[i % len(OKABE_ITO)]
 
 
-def condition_colors(names) -> dict[str, str]:
-    """{name: colour} for a study's conditions in order: the palette, or viridis past its length."""
+def condition_colors(names, sequence: bool = False) -> dict[str, str]:
+    """{name: colour} for a study's conditions in order: the palette, or viridis past its length or for
+    a sequence (sequence=True: corruption levels, sizes), where dark to light reads as low to high."""
     names = list(dict.fromkeys(names))
-    if len(names) <= len(OKABE_ITO):
+    if len(names) <= len(OKABE_ITO) and not (sequence and len(names) > 2):
         return {n: color(i) for i, n in enumerate(names)}
     cmap = matplotlib.colormaps["viridis"]
     return {n: to_hex(cmap(0.9 * i / (len(names) - 1))) for i, n in enumerate(names)}
@@ -78,6 +81,19 @@ def new_figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] | None 
         ax.grid(True, alpha=0.3)
         ax.set_axisbelow(True)  # grid lines behind bars and bands
     return fig, (axes[0] if len(axes) == 1 else axes)
+
+
+PANELS_PER_ROW = 3  # more side by side and the page (1100 px) shrinks their text below reading size
+
+
+def panels(n: int, panel: tuple[float, float] = (3.8, 3.0), sharey: bool = False, per_row: int = PANELS_PER_ROW):
+    """(fig, [n Axes]) in rows of at most `per_row` panels of `panel` inches; the grid's spare cells hidden."""
+    rows, cols = -(-n // per_row), min(n, per_row)
+    f, axes = new_figure(ncols=cols, nrows=rows, size=(panel[0] * cols, panel[1] * rows), sharey=sharey)
+    axes = list(np.atleast_1d(axes))
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return f, axes[:n]
 
 
 def _ragged(runs: Sequence[Sequence[float | None]]) -> np.ndarray:
@@ -151,7 +167,7 @@ def curve_band(ax: Axes, runs, label: str, color: str | None = None, x=None, log
     end = 0 if apart else _first_partial(count)
     (line,) = ax.plot(x[:end], mean[:end], label=None if apart else label, color=color, lw=1.6)
     color = line.get_color()
-    ax.fill_between(x[:end], lo[:end], hi[:end], facecolor=to_rgba(color, 0.15), edgecolor=to_rgba(color, 0.7), lw=0.6)
+    _band(ax, x[:end], lo[:end], hi[:end], color)
     first = _seed_lines(ax, x, values, 0 if apart else max(end - 1, 0), color, label if apart else None)
     if xlabel in INTEGER_AXES:
         ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", integer=True))
@@ -159,6 +175,18 @@ def curve_band(ax: Axes, runs, label: str, color: str | None = None, x=None, log
         ax.set_yscale("log", nonpositive="clip")  # switch on only: an earlier curve may need it
     _label(ax, xlabel, ylabel)
     return first if apart and first is not None else line
+
+
+BAND = "band"
+
+
+def _band(ax: Axes, x, lo, hi, color) -> None:
+    """A 95% band, outlined; the first on an axes filled, later ones hatched over a fainter fill:
+    two translucent fills blend into a third colour (orange over blue reads olive) where they overlap."""
+    first = not any(c.get_gid() == BAND for c in ax.collections)
+    band = ax.fill_between(x, lo, hi, facecolor=to_rgba(color, 0.15 if first else 0.05),
+                           edgecolor=to_rgba(color, 0.7), lw=0.6, hatch=None if first else "////")
+    band.set_gid(BAND)  # also names the band in the SVG
 
 
 def _seed_lines(ax: Axes, x, values: np.ndarray, start: int, color: str, label: str | None):
@@ -173,12 +201,15 @@ def _seed_lines(ax: Axes, x, values: np.ndarray, start: int, color: str, label: 
     return labelled
 
 
-def share_y(axes) -> None:
-    """One y scale and range over panels drawn separately (log if any is log): equal heights compare."""
+def share_y(axes, ranges: bool = True) -> None:
+    """One y scale and range over panels drawn separately (log if any is log): equal heights compare.
+    ranges=False: the scale only, for panels of different quantities (each keeps its own range)."""
     axes = list(np.ravel(axes))
     if any(ax.get_yscale() == "log" for ax in axes):
         for ax in axes:
             ax.set_yscale("log", nonpositive="clip")
+    if not ranges:
+        return
     lo = min(ax.get_ylim()[0] for ax in axes)
     hi = max(ax.get_ylim()[1] for ax in axes)
     for ax in axes:
@@ -207,6 +238,28 @@ def thinned(n: int, most: int = 6) -> list[int]:
         return list(range(n))
     step = int(np.ceil((n - 1) / (most - 1)))
     return sorted(set(range(0, n, step)) | {n - 1})
+
+
+LABEL_BOX = (0.06, 0.035)  # a short label's width and height as fractions of an axes: closer labels collide
+EDGE = 0.85  # past this fraction of the axes a label goes to the left of (or below) its point
+
+
+def label_points(ax: Axes, labels) -> list:
+    """Write (x, y, text, colour) labels beside their points, in the order given (most wanted first),
+    skipping any that would land on one already written, each on the side of its point that keeps it
+    inside the axes (left of a point near the right edge, below one near the top). Call it after
+    everything is plotted: it reads the axes' final limits."""
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    placed, written = [], []
+    for x, y, text, c in labels:
+        u, v = (x - x0) / (x1 - x0), (y - y0) / (y1 - y0)
+        if any(abs(u - pu) < LABEL_BOX[0] and abs(v - pv) < LABEL_BOX[1] for pu, pv in placed):
+            continue
+        placed.append((u, v))
+        left, below = u > EDGE, v > EDGE
+        written.append(ax.annotate(text, (x, y), xytext=(-5 if left else 5, -4 if below else 3), textcoords="offset points",
+                                   ha="right" if left else "left", va="top" if below else "bottom", fontsize=7, color=c))
+    return written
 
 
 def row_normalise(matrix) -> np.ndarray:
@@ -260,6 +313,19 @@ def bar_ci(ax: Axes, names: Sequence[str], summaries: Sequence[dict], ylabel: st
     return bars
 
 
+def dots_ci(ax: Axes, names: Sequence[str], summaries: Sequence[dict], ylabel: str | None = None,
+            colors: Sequence[str] | None = None):
+    """One point per condition at its mean with its 95% CI, on an axis fitted to the intervals: where
+    bars from zero would squash differences of a few points near 100% into one height."""
+    mean, err = _mean_err(summaries)
+    colors = colors or [color(i) for i in range(len(names))]
+    for i, (m, c) in enumerate(zip(mean, colors)):
+        ax.errorbar([i], [m], yerr=err[:, i:i + 1], color=c, marker="o", ms=7, capsize=5, elinewidth=1.5)
+    ax.set_xticks(range(len(names)), [str(n) for n in names], rotation=30 if len(names) > 4 else 0)
+    ax.set_xlim(-0.5, len(names) - 0.5)
+    _label(ax, None, ylabel)
+
+
 def errorbar_x(ax: Axes, x, summaries: Sequence[dict], label: str | None = None, color: str | None = None,
                log_x: bool | None = None, xlabel: str | None = None, ylabel: str | None = None):
     """Metric (mean, 95% CI) against a parameter; log_x=None switches to log when x spans decades."""
@@ -292,17 +358,22 @@ def training_loss_figure(conditions: dict, folder, title: str, **legend) -> list
 def confusion_grid(conditions: dict, folder, name: str = "confusion", width: float = 2.9, height: float = 3.0,
                    svg: bool = True) -> list[str]:
     """Train (top row) and test (bottom row) confusion matrices of each condition, summed over its seeds
-    and row-normalised, in percent; width x height inches a panel. Past MAX_ANNOTATED_CLASSES classes the
+    and row-normalised, in percent, PANELS_PER_ROW conditions a pair of rows; width x height inches a panel. Past MAX_ANNOTATED_CLASSES classes the
     cells carry no numbers and one colour bar reads them all."""
-    fig, axes = new_figure(ncols=len(conditions), nrows=2, size=(width * len(conditions), 2 * height))
-    axes = np.asarray(axes).reshape(2, -1)
+    n, per_row = len(conditions), PANELS_PER_ROW
+    cols, groups = min(n, per_row), -(-n // per_row)  # a pair of rows (train over test) per group of conditions
+    fig, axes = new_figure(ncols=cols, nrows=2 * groups, size=(width * cols, 2 * height * groups))
+    axes = np.asarray(axes).reshape(2 * groups, cols)
     image = None
-    for j, (label, c) in enumerate(conditions.items()):
+    for k, (label, c) in enumerate(conditions.items()):
         for i, split in enumerate(("train", "test")):
             total = np.sum([np.asarray(r["confusion"][split], dtype=float) for r in c["runs"]], axis=0)
-            image = confusion(axes[i, j], total, title=f"{label}, {split}")
+            image = confusion(axes[2 * (k // per_row) + i, k % per_row], total, title=f"{label}, {split}")
+    for k in range(n, groups * cols):
+        for i in (0, 1):
+            axes[2 * (k // per_row) + i, k % per_row].set_visible(False)
     if image is not None and image.get_array().shape[0] > MAX_ANNOTATED_CLASSES:
-        fig.colorbar(image, ax=list(axes.ravel()), shrink=0.6, label="fraction of the true class")
+        fig.colorbar(image, ax=[ax for ax in axes.ravel() if ax.get_visible()], shrink=0.6, label="fraction of the true class")
     return save(fig, folder, name, svg=svg)
 
 
@@ -312,44 +383,6 @@ def _render(fig: Figure, fmt: str) -> bytes:
     metadata = {"Date": None} if fmt == "svg" else {"Software": None}
     fig.savefig(buf, format=fmt, dpi=DPI, metadata=metadata)
     return buf.getvalue()
-
-
-def _collide(labels, renderer, pad: float = 2.0) -> bool:
-    """Whether any two visible, non-empty tick labels overlap (with `pad` pixels to spare)."""
-    boxes = [t.get_window_extent(renderer).expanded(1.0, 1.0).padded(pad / 2)
-             for t in labels if t.get_visible() and t.get_text()]
-    return any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
-
-
-def _thin(axis) -> None:
-    """Fewer ticks on an axis: minor labels off first, then half the major ticks."""
-    if axis.get_scale() == "log" and any(t.get_text() for t in axis.get_ticklabels(minor=True)):
-        axis.set_minor_formatter(NullFormatter())
-        return
-    locator = axis.get_major_locator()
-    if isinstance(locator, FixedLocator):
-        axis.set_major_locator(FixedLocator(locator.locs[::2]))
-    elif axis.get_scale() == "log":
-        axis.set_major_locator(LogLocator(numticks=max(2, len(axis.get_majorticklocs()) // 2)))
-    else:
-        integer = isinstance(locator, MaxNLocator) and locator._integer
-        axis.set_major_locator(MaxNLocator(nbins=max(2, len(axis.get_majorticklocs()) // 2), integer=integer))
-
-
-def tidy_ticks(fig: Figure, rounds: int = 3) -> None:
-    """Thin every axis whose tick labels collide, measured on the drawn figure (3-D axes aside);
-    titles wrap rather than run off the figure's edge."""
-    for ax in fig.axes:
-        ax.title.set_wrap(True)
-    for _ in range(rounds):
-        fig.draw_without_rendering()
-        renderer = fig.canvas.get_renderer()
-        crowded = [axis for ax in fig.axes if ax.name != "3d" for axis in (ax.xaxis, ax.yaxis)
-                   if _collide(axis.get_ticklabels(which="both"), renderer)]
-        if not crowded:
-            return
-        for axis in crowded:
-            _thin(axis)
 
 
 # Inside `kept_figures()`, `save` hands each figure over instead of writing and releasing it (Results.figure).
@@ -393,6 +426,7 @@ def _close(fig: Figure) -> None:
     fig.clear()
 
 
-__all__ = ["OKABE_ITO", "bar_ci", "color", "condition_bands", "condition_colors", "confusion", "confusion_grid",
-           "curve_band", "errorbar_x", "kept_figures", "mean_band", "new_figure", "row_normalise", "save", "scatter_runs",
-           "share_y", "spans_decades", "thinned", "tidy_ticks", "training_loss_figure"]
+__all__ = ["OKABE_ITO", "PANELS_PER_ROW", "bar_ci", "color", "condition_bands", "condition_colors", "confusion",
+           "confusion_grid", "curve_band", "dots_ci", "errorbar_x", "kept_figures", "label_points", "mean_band",
+           "new_figure", "panels", "row_normalise", "save", "scatter_runs", "share_y", "spans_decades", "thinned",
+           "tidy_ticks", "training_loss_figure"]

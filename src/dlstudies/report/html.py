@@ -120,6 +120,44 @@ def per_seed_table(conditions: dict) -> dict | None:
     return {"title": "Per seed", "columns": ["condition", "seed", *metrics, *flags], "rows": rows}
 
 
+NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[+-]?\d+)?")
+
+
+def _numbers(t: dict) -> set[float]:
+    """The numbers a table shows, to three significant digits (its first column names the rows)."""
+    cells = [str(v) for row in t.get("rows", []) for v in row[1:]]
+    return {float(f"{float(x):.3g}") for cell in cells for x in NUMBER.findall(cell)}
+
+
+def open_and_collapsed(r: dict, conditions: dict) -> tuple[dict | None, list[dict]]:
+    """(the table shown open, the tables collapsed below it) with every number on the page once: the
+    study's `table` opens; without one, a condition x metric table from the summaries opens unless the
+    study's own tables already show all its numbers (then the first of those opens); any table whose
+    numbers all appear in a table before it is left out."""
+    own = ([_table(r["table"])] if r.get("table") else []) + [_table(t) for t in r.get("tables", [])]
+    summary = None if r.get("table") else summary_table(conditions)
+    if summary is not None and own and _numbers(summary) <= set().union(*map(_numbers, own)):
+        summary = None
+    shown, seen = [], set()
+    for t in ([summary] if summary else []) + own:
+        numbers = _numbers(t)
+        if shown and numbers and numbers <= seen:
+            continue
+        shown.append(t)
+        seen |= numbers
+    shown = [_upright(t) for t in shown]
+    return (shown[0] if shown else None), shown[1:]
+
+
+def _upright(t: dict, most: int = 4) -> dict:
+    """A table of one row and more than `most` numbers as one row per column: a study of one condition
+    reads down its metrics instead of scrolling sideways."""
+    rows, columns = t.get("rows", []), t.get("columns", [])
+    if len(rows) != 1 or len(columns) <= most + 1 or len(rows[0]) != len(columns):
+        return t
+    return {**t, "columns": ["metric", f"{columns[0]} {rows[0][0]}"], "rows": [[c, v] for c, v in zip(columns[1:], rows[0][1:])]}
+
+
 def _flag(value) -> str:
     return MISSING if value is None else ("yes" if value else "no")
 
@@ -147,7 +185,8 @@ VERDICTS = ("supported", "contradicted", "inconclusive")
 
 def _check(c: dict) -> dict:
     """A check in three colours with its effect and interval; an older check's `passed` reads as
-    supported or contradicted."""
+    supported or contradicted. The page shows its evidence, which states the effect, interval and test
+    in the claim's own units (2.84x, -0.9 pp); the effect and test apart only for a check without one."""
     verdict = c.get("verdict") or ("supported" if c.get("passed") else "contradicted")
     verdict = verdict if verdict in VERDICTS else "inconclusive"
     fmt = number_format(c.get("metric", "") or "")
@@ -191,10 +230,7 @@ def study_view(folder: Path, r: dict) -> dict:
     """Everything the template shows for one study, formatted; tolerant of missing optional fields."""
     conditions, checks = r.get("conditions", {}), r.get("checks", [])
     study_id = str(r.get("study", folder.name))
-    main = _table(r["table"]) if r.get("table") else summary_table(conditions)
-    more = [_table(t) for t in r.get("tables", [])]
-    if main is None and more:
-        main, more = more[0], more[1:]
+    main, more = open_and_collapsed(r, conditions)
     return {"id": study_id, "anchor": re.sub(r"[^a-z0-9-]", "-", study_id.lower()),
             "question": r.get("question", ""), "answer": r.get("answer", ""), "scale": r.get("scale"),
             "setup": setup_line(r), "seeds": ", ".join(map(str, r.get("seeds", []))),

@@ -10,12 +10,12 @@ grid of conditions × seed blocks, the standard summary per condition and the cl
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from dlstudies.config import DEFAULT_SEEDS, Runtime, check_fields
+from dlstudies.config import DEFAULT_SEEDS, MAX_SEEDS, Runtime, check_fields, ints
 from dlstudies.registry import Registry, caller_module
 
 STUDIES: Registry = Registry("study")
@@ -107,6 +107,30 @@ def seed_blocks(seeds: Sequence[int], size: int) -> list[tuple[int, ...]]:
     for s in sorted(seeds):
         blocks.setdefault(s // max(1, size), []).append(s)
     return [tuple(b) for _, b in sorted(blocks.items())]
+
+
+def added_seeds_field():
+    """A Config's `added_seeds`: how many seeds the arms a study adds beside its source's run (None:
+    every seed). The `paper` presets keep the source's arms at its seed count and run the added ones
+    (de-confounding arms, intermediate levels) at fewer: they are what makes a paper run long."""
+    return field(default=None, metadata={"rule": ints(1, MAX_SEEDS)})
+
+
+def first_seeds(seeds: Sequence[int], n: int | None) -> tuple[int, ...]:
+    """The first n of the seeds in order (all of them where n is None): an arm with fewer seeds runs a
+    prefix, so it pairs by seed with every arm that runs more."""
+    ordered = tuple(sorted(seeds))
+    return ordered if n is None else ordered[:n]
+
+
+def arm_seed_blocks(arm_seeds: Mapping[str, Sequence[int]], size: int) -> list[tuple[tuple[str, ...], tuple[int, ...]]]:
+    """(arms, seed block) pairs that train each arm on its own seeds: seeds grouped by the arms that run
+    them (a seed every arm runs trains beside its like), each group in seed_blocks of `size`. Depends
+    on the config's arms and seeds alone: the same partition on every machine and device."""
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for s in sorted({s for seeds in arm_seeds.values() for s in seeds}):
+        groups.setdefault(tuple(a for a, seeds in arm_seeds.items() if s in seeds), []).append(s)
+    return [(arms, block) for arms, seeds in groups.items() for block in seed_blocks(seeds, size)]
 
 
 def finite(value: Any) -> Any:

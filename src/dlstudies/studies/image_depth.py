@@ -237,25 +237,26 @@ def _label(results: dict, name: str) -> str:
 
 
 def _curves(results: dict, conditions: dict, folder) -> list[str]:
-    f, axes = fig.new_figure(ncols=4, size=(18, 3.8))
+    f, axes = fig.new_figure(ncols=2, nrows=2, size=(11, 7.2))
     titles = {"loss": "training loss (cross-entropy)", "val_loss": "validation loss (convergence flag)",
               "train_acc": "training accuracy", "test_acc": "test accuracy"}
     axes[3].sharey(axes[2])  # train and test accuracy on one scale
     colors = fig.condition_colors(conditions)
     for ax, (curve, title) in zip(axes, titles.items()):
-        for name, c in conditions.items():
+        for name, c in conditions.items():  # a loss falling over decades goes on a log axis, accuracies never
             fig.curve_band(ax, [r["curves"][curve] for r in c["runs"]], label=_label(results, name), color=colors[name],
-                           log_y=False, ylabel=title)
-        ax.set_title(f"{title} per epoch (mean, 95% band)")
+                           log_y=None if "loss" in curve else False, ylabel=title)
+        ax.set_title(title.split(" (")[0])
+    f.suptitle("Per epoch: mean and 95% band over seeds (thin lines: each seed, where seeds part)")
     axes[0].legend(fontsize=7)
     return fig.save(f, folder, "training_curves")
 
 
 def _test_bars(conditions: dict, folder) -> list[str]:
     f, ax = fig.new_figure(size=(5.5, 3.8))
-    fig.bar_ci(ax, list(conditions), [point(c["summary"]["test_acc"]) for c in conditions.values()],
-               ylabel="test accuracy", colors=list(fig.condition_colors(conditions).values()))
-    ax.set_title("Final test accuracy (mean and 95% bootstrap CI over seeds)")
+    fig.dots_ci(ax, list(conditions), [point(c["summary"]["test_acc"]) for c in conditions.values()],
+                ylabel="test accuracy", colors=list(fig.condition_colors(conditions).values()))
+    ax.set_title("Final test accuracy (mean, 95% bootstrap CI over seeds)", fontsize=10)
     return fig.save(f, folder, "test_accuracy")
 
 

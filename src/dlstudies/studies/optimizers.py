@@ -382,11 +382,12 @@ def figures(results: dict, folder) -> list[str]:
 
 def _loss_panels(conditions: dict, folder) -> list[str]:
     colors = fig.condition_colors(conditions)
-    f, axes = fig.new_figure(ncols=len(conditions), size=(3.2 * len(conditions), 3.0), sharey=True)
-    for ax, (name, c) in zip(np.atleast_1d(axes), conditions.items()):
+    f, axes = fig.panels(len(conditions), sharey=True)
+    for i, (ax, (name, c)) in enumerate(zip(axes, conditions.items())):
         fig.curve_band(ax, [r["curves"]["loss"] for r in c["runs"]], label=name, color=colors[name], log_y=True)
         ax.set(title=name, xlabel="epoch")
-    np.atleast_1d(axes)[0].set_ylabel("mean training loss (cross-entropy)")
+        if i % fig.PANELS_PER_ROW == 0:
+            ax.set_ylabel("mean training loss (cross-entropy)")
     return fig.save(f, folder, "loss_curves")
 
 

@@ -370,6 +370,7 @@ def _aann_curves(aanns: dict, folder) -> list[str]:
     for ax, (name, a) in zip(np.atleast_1d(axes), aanns.items()):
         fig.curve_band(ax, [r["curve"] for r in a["runs"]], label=name, color=colors[name])
         ax.set(title=f"{name} ({'-'.join(map(str, a['sizes']))})", xlabel="epoch", ylabel="reconstruction loss (MSE)")
+    fig.share_y(axes, ranges=False)  # each AANN reconstructs its own input: one scale, not one range
     return fig.save(f, folder, "aann_reconstruction")
 
 

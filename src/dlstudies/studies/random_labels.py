@@ -14,8 +14,10 @@ by labels drawn uniformly over the classes (a drawn label may coincide with the 
 seed from a stream of its own; the levels are nested (for a seed, the labels corrupted at p = 0.4
 include those at p = 0.2, with the same replacements), so neighbouring levels differ only in the
 added noise. Every level trains from the seed's initial weights and sample order. Per run:
-training and test loss and accuracy after every epoch, `fit_epochs` (the first epoch with training
-accuracy ≥ `fit_level` on the labels trained on) and the first epochs at each of `thresholds`.
+training and test loss and accuracy after every `probe_every`-th epoch (one forward per set; the
+first and last epochs always), `fit_epochs` (the first epoch with training accuracy ≥ `fit_level`
+on the labels trained on; between probes read off the straight line joining them) and the first
+epochs at each of `thresholds`.
 Per seed and level, the slowdown factor fit_epochs(p) / fit_epochs(0) is a curve over p (geometric
 mean and CI over seeds) — no threshold decides what a "small" slowdown is. Claims: memorisation
 (training accuracy at the highest level ≥ Zhang et al.'s level), test accuracy falls and fitting
@@ -29,11 +31,14 @@ Default scale (chosen from pilot runs): 500 `digits` images, a wider CNN (conv16
 Adam at lr 3e-3, batch 50, 100 epochs (at 80, two of ten seeds were still short of 99% training
 accuracy on fully random labels; both passed it by epoch 84). With report B's width, even at ten times its lr (1e-3), 100 epochs on these
 500 images left random-label training accuracy near 40% (measured). `paper` keeps report B's
-settings on fashion-mnist (28x28; MNIST itself with `--data mnist --data-dir DIR`).
+settings on fashion-mnist (28x28; MNIST itself with `--data mnist --data-dir DIR`): 10 seeds at
+p = 0 and 1 (report B's two runs), 3 at the levels between (`added_seeds`), whose trend claims then
+read "n too small"; the true labels train in stacks of 5 seeds so that two workers share them.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,12 +47,12 @@ import torch
 from dlstudies.analysis import stats
 from dlstudies.analysis.claims import Claim, opening
 from dlstudies.analysis.measures import effect_text, interval_text, value_text
-from dlstudies.config import Runtime, reals, require
+from dlstudies.config import EPOCHS, Runtime, reals, require
 from dlstudies.engine import TrainSpec, fixed_epochs
-from dlstudies.engine.evaluate import accuracy, mean_loss
+from dlstudies.engine.evaluate import every, loss_accuracy_probe, probe_interval
 from dlstudies.optim import OPTIMIZERS, OptSpec
 from dlstudies.report import figures as fig
-from dlstudies.studies.base import Study, StudyConfig, Unit, register, seed_blocks
+from dlstudies.studies.base import Study, StudyConfig, Unit, added_seeds_field, first_seeds, register, seed_blocks
 from dlstudies.studies.image_nets import NETS, check_net, load_split_data
 from dlstudies.studies.params_generalization import point
 from dlstudies.studies.results import best_still_improving, main_table
@@ -88,6 +93,10 @@ class Config(StudyConfig):
     n_train: int | None = 500
     n_test: int | None = None
     seed_chunk: int = 10
+    # Probes (train and test loss and accuracy) after epochs 1, k, 2k, ... and the last; NaN between.
+    probe_every: int = field(default=1, metadata={"rule": EPOCHS})
+    # Seeds of the levels strictly between 0 and 1 (report B ran only the true and the random labels).
+    added_seeds: int | None = added_seeds_field()
 
     def validate(self) -> None:
         check_net(self)
@@ -101,7 +110,7 @@ PRESETS = {
                     corruption=(0.0, 0.25, 0.5, 0.75, 1.0)),
     "default": Config(),
     "paper": Config(data="fashion-mnist", channels=(8, 16), hidden=(100, 80), lr=1e-4, batch_size=100, epochs=100,
-                    n_train=None),
+                    n_train=None, seed_chunk=5, probe_every=probe_interval(100), added_seeds=3),
 }
 
 
@@ -131,12 +140,18 @@ def corrupted_count(n: int, p: float) -> int:
 
 # ---- units and training -------------------------------------------------------------------------
 
+def level_seeds(cfg: Config, p: float, seeds: tuple[int, ...]) -> tuple[int, ...]:
+    """The seeds level p runs: every seed at report B's levels (0 and 1), `added_seeds` between."""
+    return first_seeds(seeds, None if p in (0.0, 1.0) else cfg.added_seeds)
+
+
 def units(cfg: Config, seeds: tuple[int, ...], runtime: Runtime) -> list[Unit]:
     """The true labels (p = 0) share one label vector: a stack per seed block; a corrupted level
     has labels of each seed's own, so each seed is a fit of its own."""
     out = []
     for p in cfg.corruption:
-        blocks = seed_blocks(seeds, cfg.seed_chunk) if p == 0 else [(s,) for s in sorted(seeds)]
+        mine = level_seeds(cfg, p, seeds)
+        blocks = seed_blocks(mine, cfg.seed_chunk) if p == 0 else [(s,) for s in mine]
         out += [Unit("random-labels", cfg, b, runtime, (("corruption", p),)) for b in blocks]
     return out
 
@@ -150,18 +165,16 @@ def run_unit(unit: Unit) -> dict:
     return {"runs": [run for seeds, y in groups for run in _fit(cfg, unit, data, p, seeds, y)]}
 
 
-def _probe(prefix: str, x: torch.Tensor, y: torch.Tensor):
-    """Loss and accuracy on (x, y) from one forward pass per epoch."""
-    def probe(predict):
-        out = predict(x)
-        return {f"{prefix}_loss": mean_loss(out, y, "cross_entropy"), f"{prefix}_acc": accuracy(out, y)}
-    return probe
+def probes(cfg: Config, x: torch.Tensor, y: torch.Tensor, test) -> tuple:
+    """Loss and accuracy on the training labels trained on and on the test set, one forward per set,
+    every `probe_every` epochs (a fresh pair per fit: `every` counts its fit's epochs)."""
+    pair = (loss_accuracy_probe("train", x, y, "cross_entropy"), loss_accuracy_probe("test", test.x, test.y, "cross_entropy"))
+    return pair if cfg.probe_every == 1 else tuple(every(cfg.probe_every, p, cfg.epochs) for p in pair)
 
 
 def _fit(cfg: Config, unit: Unit, data, p: float, seeds: list[int], y: torch.Tensor) -> list[dict]:
     x, test = data.train.x, data.test
-    spec = TrainSpec(fixed_epochs(cfg.epochs), cfg.batch_size, probes=(_probe("train", x, y), _probe("test", test.x, test.y)),
-                     device=unit.runtime.device)
+    spec = TrainSpec(fixed_epochs(cfg.epochs), cfg.batch_size, probes=probes(cfg, x, y, test), device=unit.runtime.device)
     # Members from the seeds: every level starts from the seed's weights.
     fit = fit_members(unit, NETS.get(cfg.model)(cfg, data), OptSpec(cfg.optimizer, cfg.lr), x, y, spec, seeds)
     changed = float((y != data.train.y).double().mean())
@@ -174,16 +187,33 @@ def _run(cfg: Config, p: float, seed: int, curves: dict[str, np.ndarray], change
                "fit_epochs": first_epoch(curves["train_acc"], cfg.fit_level),
                # Whether the labels were fitted: at a constant Adam lr the last epoch can land on a spike
                # (at default one seed fell from 100% to 92% in its last epoch), so the best epoch is read.
-               "best_train_acc": float(np.max(curves["train_acc"]))}
+               "best_train_acc": _best(curves["train_acc"])}
     metrics.update({threshold_name(t): first_epoch(curves["train_acc"], t) for t in cfg.thresholds})
     return {"condition": condition(p), "seed": seed, "metrics": metrics,
             "still_improving": best_still_improving(curves["train_loss"]), "curves": {k: v.tolist() for k, v in curves.items()}}
 
 
+def _best(curve: np.ndarray) -> float | None:
+    finite = np.asarray(curve, dtype=float)[np.isfinite(curve)]
+    return float(finite.max()) if finite.size else None
+
+
 def first_epoch(acc: np.ndarray, threshold: float) -> int | None:
-    """1-based epoch at which accuracy first reaches `threshold`; None if it never does."""
-    hits = np.flatnonzero(np.asarray(acc) >= threshold)
-    return int(hits[0]) + 1 if hits.size else None
+    """1-based epoch at which accuracy first reaches `threshold`; None if it never does. NaN epochs
+    (not probed) are read between their probed neighbours: where accuracy rose from a < threshold at
+    epoch e0 to b ≥ threshold at e1, the epoch at which the straight line from a to b reaches the
+    threshold, rounded up to a whole epoch (the next probe, e1, would err late by up to e1 − e0 − 1).
+    With every epoch probed it is the first epoch whose accuracy reaches the threshold."""
+    acc = np.asarray(acc, dtype=float)
+    epochs = np.flatnonzero(np.isfinite(acc))
+    hits = np.flatnonzero(acc[epochs] >= threshold)
+    if not hits.size:
+        return None
+    k = hits[0]
+    if k == 0:
+        return int(epochs[0]) + 1
+    (e0, e1), (a, b) = epochs[k - 1:k + 1], acc[epochs[k - 1:k + 1]]
+    return int(e0 + max(1, math.ceil((threshold - a) / (b - a) * (e1 - e0) - 1e-9))) + 1
 
 
 # ---- summary, claims, answer ---------------------------------------------------------------------
@@ -284,17 +314,26 @@ def figures(results: dict, folder) -> list[str]:
 
 def _curves_figure(results: dict, folder) -> list[str]:
     conditions = results["conditions"]
-    f, axes = fig.new_figure(ncols=2, nrows=2, size=(10, 7))
+    f, axes = fig.new_figure(ncols=2, nrows=2, size=(10.8, 7))
+    colors = fig.condition_colors(conditions, sequence=True)  # p is a sequence: dark (clean) to light (random)
     for ax, (metric, title) in zip(axes, PANELS):
-        for j, (name, c) in enumerate(conditions.items()):
-            fig.curve_band(ax, [r["curves"][metric] for r in c["runs"]], label=name, color=fig.color(j),
-                           ylabel=metric.replace("_", " "))
+        epochs = probed_epochs([r["curves"][metric] for c in conditions.values() for r in c["runs"]])
+        for name, c in conditions.items():
+            fig.curve_band(ax, [np.asarray(r["curves"][metric], dtype=float)[epochs - 1] for r in c["runs"]],
+                           label=name, color=colors[name], x=epochs, ylabel=metric.replace("_", " "))
         ax.set_title(title)
-        ax.legend(fontsize=7)
+    f.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize=8)  # one legend for four panels
     axes[3].axhline(results["chance"], color="0.5", ls=":", lw=1)
     axes[2].axhline(results["config"]["fit_level"], color="0.7", ls=":", lw=0.8)
     f.suptitle("Per corruption level p: mean and 95% band over seeds (dotted: chance, fit level)")
     return fig.save(f, folder, "curves")
+
+
+def probed_epochs(curves: list) -> np.ndarray:
+    """1-based epochs at which some curve has a value: a line through them (the NaN epochs between
+    probes would break it into dots)."""
+    values = np.array([[np.nan if v is None else v for v in c] for c in curves], dtype=float)
+    return np.flatnonzero(np.isfinite(values).any(0)) + 1
 
 
 def _sweep_figure(results: dict, folder) -> list[str]:

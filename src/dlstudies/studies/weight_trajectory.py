@@ -211,9 +211,11 @@ def _trajectories(runs: list[dict], pca: dict, folder) -> list[str]:
     for ax, plane in zip(axes, PLANES):
         for run in runs:
             _path(ax, run, plane, colors[run["seed"]])
+        fig.label_points(ax, _accuracy_labels(runs, plane, colors))
         evr = pca[plane]["explained_variance_ratio"]
         ax.set(xlabel=f"PC1 ({value_text('share', evr[0])} of variance)", ylabel=f"PC2 ({value_text('share', evr[1])})",
-               title=f"{titles[plane]}: one PCA over all runs (o start, * end; labels: train accuracy)")
+               title=titles[plane])
+    f.suptitle("One PCA over all runs' snapshots (o start, * end; labels: training accuracy)")
     axes[0].legend(fontsize=7, loc="best")
     return fig.save(f, folder, "trajectories")
 
@@ -223,10 +225,19 @@ def _path(ax, run: dict, plane: str, color: str) -> None:
     ax.plot(xy[:, 0], xy[:, 1], "-o", color=color, ms=3, lw=1, label=f"seed {run['seed']}")
     ax.plot(*xy[0], "o", mfc="none", mec=color, ms=9)
     ax.plot(*xy[-1], "*", color=color, ms=12)
-    accs = run["snapshots"]["train_acc"]
-    for i in fig.thinned(len(xy), most=4):  # first, last and a few between: all of them pile up at the end
-        ax.annotate(f"{accs[i]:.2f}", tuple(xy[i]), xytext=(4, 4 if i < len(xy) - 1 else -10), textcoords="offset points",
-                    fontsize=7, color=color)
+
+
+def _accuracy_labels(runs: list[dict], plane: str, colors: dict) -> list[tuple]:
+    """(x, y, accuracy, colour) to write on the paths: every run's end first, then a few points between
+    (first, last and every k-th of the thinned ones), then the starts (all near chance, so the least wanted)."""
+    def at(run, i):
+        x, y = run["snapshots"][f"xy_{plane}"][i]
+        return x, y, f"{run['snapshots']['train_acc'][i]:.2f}", colors[run["seed"]]
+
+    n = len(runs[0]["snapshots"]["train_acc"]) if runs else 0
+    between = fig.thinned(n, most=4)[1:-1]
+    return ([at(r, n - 1) for r in runs] + [at(r, i) for i in between for r in runs]
+            + ([at(r, 0) for r in runs] if n > 1 else []))
 
 
 def _accuracy(runs: list[dict], folder) -> list[str]:
