@@ -2,16 +2,22 @@
 a few timed steps, so a user knows before starting whether it is a coffee or a night.
 
 Every study's time is dominated by its units (engine fits). Each unit is timed, in this process on
-one thread (`time.process_time`), as a *slice*: the same Config with its epoch budgets (every
-field named `*epochs`) cut to `short` and `long` epochs and its data cut to `SLICE_SAMPLES`
-training and test samples. Two slices give a line, cost = fixed + per_epoch × epochs; the line
-is evaluated at the unit's real budget and scaled by the data the slice left out (all of a
-unit's passes over data scale with its samples; its fixed work, e.g. building the model, does
-too in this estimate, which errs high). A stop-rule study (a `max_epochs` budget) may stop
-earlier: its estimate is an upper bound, marked `≤`. The analysis and figures of each study are
-timed on the long slices' results, the report once, and start-up is what this process spent
-importing and loading data. Wall time with N workers: each study's units scheduled longest
-first on N workers (as the runner does), studies one after another.
+one thread (`time.process_time`), as *slices*: the same Config with its training budgets (every
+field named `*epochs`, and TRAINING_STEPS) cut to k and 2k epochs' worth and its data (n_train,
+n_test, every `*_n` sample count) cut to SLICE_SAMPLES and half as many. A slice's time is split
+into its training (the engine reports each fit's CPU time) and the rest (measures on the trained
+models, checks, evaluations): each part has a bilinear line, cost = a + b·data + budget·(c + d·data),
+evaluated at the real unit; the rest counts as growing with the budget only where it grows by more
+than MIN_SLOPE_S between the slices (measures run once per trained model, whatever its epochs). k
+grows until both budgets train the unit as the same number of fits and the training the larger one
+adds stands above the noise. The first unit is timed on the whole grid; one unit of each other
+shape at the larger data size and at the smaller data size's larger budget, so that a shape whose
+training does not grow with its samples (a step budget) scales as it does. A stop-rule study (a
+`max_*` budget) may stop earlier: its estimate is an upper bound, marked `≤`. The analysis and
+figures of each study are timed on the largest slices' results replicated to every unit, the
+report once, and start-up is what this process spent importing and loading data. Wall time with N
+workers: each study's units scheduled longest first on N workers (as the runner does), studies one
+after another.
 """
 
 from __future__ import annotations
