@@ -117,7 +117,7 @@ def test_a_unit_with_twice_the_epochs_is_estimated_twice_as_long(synthetic_timin
         for u in est.units:  # the others scale as the first one does: within their fixed work
             assert u.seconds == pytest.approx(synthetic_cost(u.unit), rel=0.05)
     shapes = {(u.params, len(u.seeds)) for u in real}
-    assert len(real) > len(shapes) and len(synthetic_timing) == 2 * (4 + 2 * (len(shapes) - 1))  # one unit per shape
+    assert len(real) > len(shapes) and len(synthetic_timing) == 2 * (4 + 3 * (len(shapes) - 1))  # one unit per shape
 
 
 def test_estimate_agrees_with_a_measured_run(monkeypatch, tmp_path):
@@ -188,3 +188,43 @@ def test_slices_grow_until_the_budget_stands_above_the_noise(monkeypatch, tmp_pa
     assert est.units[0].seconds == pytest.approx(0.5 + 0.01 * 1000)
     assert epochs[0] <= 2 and max(epochs) // 2 >= plan_module.MIN_SLOPE_S / 0.01  # grown to 25+ epochs added
     assert max(epochs) <= 2 * plan_module.MAX_SLICE_EPOCHS
+
+
+def test_a_shape_whose_training_does_not_grow_with_its_data_is_scaled_by_its_own_slices(monkeypatch, tmp_path):
+    """Sensitivity's matched-loss units train a step budget (cost independent of the samples), its
+    fixed-budget ones epochs (cost ∝ samples): each shape is estimated as it grows, not as the first."""
+    def cost(unit):
+        cfg = unit.config
+        grows = cfg.n_train * cfg.epochs if unit.param("group") == "fixed-budget" else 100 * cfg.max_steps
+        return 0.5 + 1e-4 * grows
+
+    def timed(fn, *args):
+        if fn is not plan_module.execute_unit:
+            return fn(*args), 0.0
+        return {"runs": []}, cost(args[0])
+
+    monkeypatch.setattr(plan_module, "timed", timed)
+    monkeypatch.setattr(plan_module, "_analysis_s", lambda *args: 0.0)
+    cfg = study_config("sensitivity", "paper", ["epochs=10", "max_steps=2000", "n_train=20000"])
+    est = estimate_study("sensitivity", cfg, (0, 1), Runtime(), tmp_path)
+    assert {u.unit.param("group") for u in est.units} == {"fixed-budget", "matched-loss"}
+    for u in est.units:
+        assert u.seconds == pytest.approx(cost(u.unit), rel=0.05), u.unit.params
+
+
+def test_the_engine_reports_each_fits_cpu_seconds():
+    from dlstudies.engine import fit, fit_seconds
+
+    from dlstudies.models.builders import build_members, mlp
+    from dlstudies.optim import OptSpec
+
+    x, y = torch.randn(32, 3, dtype=torch.float64), torch.randint(0, 2, (32,))
+    with fit_seconds() as seconds:
+        for epochs in (1, 2):
+            fit(build_members(lambda: mlp([3, 4, 2]), [0, 1], torch.float64), OptSpec("delta", 0.1), x, y, epochs=epochs,
+                batch_size=8)
+    assert len(seconds) == 2 and all(s > 0 for s in seconds)
+    with fit_seconds() as outer:
+        pass
+    assert outer == []
+

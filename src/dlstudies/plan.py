@@ -2,16 +2,22 @@
 a few timed steps, so a user knows before starting whether it is a coffee or a night.
 
 Every study's time is dominated by its units (engine fits). Each unit is timed, in this process on
-one thread (`time.process_time`), as a *slice*: the same Config with its epoch budgets (every
-field named `*epochs`) cut to `short` and `long` epochs and its data cut to `SLICE_SAMPLES`
-training and test samples. Two slices give a line, cost = fixed + per_epoch × epochs; the line
-is evaluated at the unit's real budget and scaled by the data the slice left out (all of a
-unit's passes over data scale with its samples; its fixed work, e.g. building the model, does
-too in this estimate, which errs high). A stop-rule study (a `max_epochs` budget) may stop
-earlier: its estimate is an upper bound, marked `≤`. The analysis and figures of each study are
-timed on the long slices' results, the report once, and start-up is what this process spent
-importing and loading data. Wall time with N workers: each study's units scheduled longest
-first on N workers (as the runner does), studies one after another.
+one thread (`time.process_time`), as *slices*: the same Config with its training budgets (every
+field named `*epochs`, and TRAINING_STEPS) cut to k and 2k epochs' worth and its data (n_train,
+n_test, every `*_n` sample count) cut to SLICE_SAMPLES and half as many. A slice's time is split
+into its training (the engine reports each fit's CPU time) and the rest (measures on the trained
+models, checks, evaluations): each part has a bilinear line, cost = a + b·data + budget·(c + d·data),
+evaluated at the real unit; the rest counts as growing with the budget only where it grows by more
+than MIN_SLOPE_S between the slices (measures run once per trained model, whatever its epochs). k
+grows until both budgets train the unit as the same number of fits and the training the larger one
+adds stands above the noise. The first unit is timed on the whole grid; one unit of each other
+shape at the larger data size and at the smaller data size's larger budget, so that a shape whose
+training does not grow with its samples (a step budget) scales as it does. A stop-rule study (a
+`max_*` budget) may stop earlier: its estimate is an upper bound, marked `≤`. The analysis and
+figures of each study are timed on the largest slices' results replicated to every unit, the
+report once, and start-up is what this process spent importing and loading data. Wall time with N
+workers: each study's units scheduled longest first on N workers (as the runner does), studies one
+after another.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dlstudies.config import Runtime, as_dict
+from dlstudies.engine import fit_seconds
 from dlstudies.errors import UsageError
 from dlstudies.studies import STUDIES
 from dlstudies.runner import execute_unit
@@ -104,13 +111,18 @@ def is_upper_bound(cfg) -> bool:
 
 
 def data_sizes(cfg, runtime: Runtime) -> dict[str, int]:
-    """{n_train, n_test: samples the unit really uses} for the fields the config has."""
+    """{n_train, n_test: samples the unit really uses} for the fields the config has, and every set
+    `*_n` field (samples of the training set a measure is taken on, at most all of them)."""
     full = _dataset_sizes(cfg, runtime)
     sizes = {}
     for name in ("n_train", "n_test"):
         if any(f.name == name for f in dataclasses.fields(cfg)):
             value = getattr(cfg, name)
             sizes[name] = min(value, full.get(name, value)) if value is not None else full.get(name)
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name.endswith("_n") and isinstance(value, int):
+            sizes[f.name] = min(value, sizes.get("n_train") or value)
     return {k: v for k, v in sizes.items() if v is not None}
 
 
@@ -174,13 +186,16 @@ def slices(cfg, sizes: dict[str, int], epochs: int = 1) -> tuple[int, list[Slice
     raise UsageError(f"{type(cfg).__module__}: no timed slice of this config is valid; cannot estimate it")
 
 
-def line(points: dict[float, float]) -> tuple[float, float]:
+def line(points: dict[float, float], floor: float = 0.0) -> tuple[float, float]:
     """(value at 0, slope) of the line through two points {x: y}, its slope at least 0 (cost never
-    falls as work grows, whatever the timing noise); one point: a flat line."""
+    falls as work grows, whatever the timing noise) and 0 where y grows by less than `floor` (within
+    the noise: flat at the larger budget's y); one point: a flat line."""
     (x1, y1), *rest = sorted(points.items())
     if not rest:
         return y1, 0.0
     x2, y2 = rest[-1]
+    if floor > 0 and y2 - y1 < floor:
+        return y2, 0.0
     slope = max(0.0, (y2 - y1) / (x2 - x1))
     return y2 - slope * x2, slope
 
@@ -197,14 +212,15 @@ class Scaling:
 
     fixed: float
     per_budget: float
+    floor: float = 0.0  # the least growth with the budget that is not noise (see `line`)
 
     def real_seconds(self, times: dict[float, float]) -> float:
         """Seconds of the real unit from {budget: seconds} of its slices at the sliced data size."""
-        value, slope = line(times)
+        value, slope = line(times, self.floor)
         return max(0.0, value) * self.fixed + slope * self.per_budget
 
 
-def scaling(times: dict[tuple[float, float], float]) -> Scaling:
+def scaling(times: dict[tuple[float, float], float], floor: float = 0.0) -> Scaling:
     """The Scaling of a unit timed at {(budget, data): seconds}: cost = a + b·data + budget·(c + d·data)
     (bilinear), so the work that grows with epochs × samples (the fits), with epochs alone (a step
     budget), with samples alone (final evaluations) and with neither (building models, measures on
@@ -212,17 +228,66 @@ def scaling(times: dict[tuple[float, float], float]) -> Scaling:
     by_data: dict[float, dict[float, float]] = {}
     for (f, g), t in times.items():
         by_data.setdefault(g, {})[f] = t
-    lines = {g: line(points) for g, points in by_data.items()}
+    lines = {g: line(points, floor) for g, points in by_data.items()}
     top = lines[max(lines)]
     fixed = at_one({g: max(0.0, v) for g, (v, _) in lines.items()})
     per_budget = at_one({g: s for g, (_, s) in lines.items()})
-    return Scaling(fixed / top[0] if top[0] > 0 else 1.0, per_budget / top[1] if top[1] > 0 else 1.0)
+    return Scaling(fixed / top[0] if top[0] > 0 else 1.0, per_budget / top[1] if top[1] > 0 else 1.0, floor)
 
 
-def real_seconds(times: dict[tuple[float, float], float]) -> float:
+def real_seconds(times: dict[tuple[float, float], float], floor: float = 0.0) -> float:
     """Seconds of the real unit (budget 1, data 1) from its slices {(budget, data): seconds}."""
     top = max(g for _, g in times)
-    return scaling(times).real_seconds({f: t for (f, g), t in times.items() if g == top})
+    return scaling(times, floor).real_seconds({f: t for (f, g), t in times.items() if g == top})
+
+
+@dataclass(frozen=True)
+class Timing:
+    """CPU seconds of one slice: all of it, and the part inside the engine's fits (training)."""
+
+    seconds: float
+    fit_s: float = 0.0
+    fits: int = 0
+
+    def parts(self) -> tuple[float, float]:
+        """(training, the rest): the rest (measures on the trained models, checks, evaluations) may
+        not grow with the budget at all, so each part has its own line."""
+        return self.fit_s, max(0.0, self.seconds - self.fit_s)
+
+    def budgeted(self) -> float:
+        """The seconds that the epoch budget drives: the fits' where the engine reported any."""
+        return self.fit_s if self.fits else self.seconds
+
+
+def other_floor(times) -> float:
+    """The floor of the other work's line: MIN_SLOPE_S where the training was timed apart from it."""
+    return MIN_SLOPE_S if any(t.fits for t in times) else 0.0
+
+
+class UnitScaling:
+    """The Scalings of a unit's training and of its other work (the latter's growth with the budget
+    counted only above MIN_SLOPE_S where the engine reported the training apart: a unit's measures
+    run once per trained model, whatever its epochs)."""
+
+    def __init__(self, times: dict[tuple[float, float], Timing]):
+        parts = [{key: t.parts()[i] for key, t in times.items()} for i in (0, 1)]
+        self.parts = (scaling(parts[0]), scaling(parts[1], other_floor(times.values())))
+
+    def real_seconds(self, times: dict[float, Timing]) -> float:
+        return sum(s.real_seconds({f: t.parts()[i] for f, t in times.items()}) for i, s in enumerate(self.parts))
+
+
+def shape_seconds(top: dict[float, Timing], small: Timing, small_data: float, top_data: float) -> float:
+    """Seconds of a real unit from its slices {budget: Timing} at the larger data size and one at the
+    smaller data size and the largest budget: per part, its budget line at budget 1 times how that
+    part grows from the larger data size to all of it (at the largest budget, linearly)."""
+    seconds = 0.0
+    for i, floor in ((0, 0.0), (1, other_floor([*top.values(), small]))):
+        value, slope = line({f: t.parts()[i] for f, t in top.items()}, floor)
+        at_top = top[max(top)].parts()[i]
+        whole = at_one({small_data: small.parts()[i], top_data: at_top})
+        seconds += max(0.0, value + slope) * (whole / at_top if at_top > 0 else 1.0)
+    return seconds
 
 
 # ---- timing ----------------------------------------------------------------------------------
@@ -240,19 +305,28 @@ def shape_of(unit: Unit) -> tuple:
 
 def estimate_study(name: str, cfg, seeds: tuple[int, ...], runtime: Runtime, folder: Path) -> StudyEstimate:
     """Time the study's first unit as every slice, one unit of each other shape as the slices of the
-    largest data size (its data scaled as the first one's), then the analysis on the largest slice's results."""
+    largest data size and the largest budget at the smaller data size (a shape's training may not
+    grow with its data as the first one's does: a step budget), then the analysis on the largest
+    slice's results."""
     study = STUDIES.get(name)
     real = study.work_units(cfg, seeds, runtime)
     grid, sliced, top, timings = _settled_grid(study, cfg, seeds, runtime, len(real))
     rest = [j for j in range(len(grid)) if j not in top]  # the first unit at the smaller data size
     lead = dict(zip(top, timings)) | dict(zip(rest, _time_slices([sliced[j][0] for j in rest])))
-    scale = scaling({(grid[j].budget, grid[j].data): t for j, (t, _) in lead.items()})
+    scale = UnitScaling({(grid[j].budget, grid[j].data): t for j, (t, _) in lead.items()})
     seconds, results = {}, {}
     for i, unit in enumerate(real):
-        if shape_of(unit) not in seconds:
-            mine = timings if i == 0 else _time_slices([sliced[j][i] for j in top])
-            seconds[shape_of(unit)] = scale.real_seconds({grid[j].budget: t for j, (t, _) in zip(top, mine)})
-            results[shape_of(unit)] = mine[-1][1]
+        if shape_of(unit) in seconds:
+            continue
+        if i == 0:
+            seconds[shape_of(unit)] = scale.real_seconds({grid[j].budget: t for j, (t, _) in zip(top, timings)})
+            results[shape_of(unit)] = timings[-1][1]
+            continue
+        mine = _time_slices([sliced[j][i] for j in [*top, rest[-1]]])
+        *big, (small, _) = mine
+        seconds[shape_of(unit)] = shape_seconds({grid[j].budget: t for j, (t, _) in zip(top, big)}, small,
+                                                grid[rest[-1]].data, grid[-1].data)
+        results[shape_of(unit)] = big[-1][1]
     bound = is_upper_bound(cfg)
     estimates = tuple(UnitEstimate(u, seconds[shape_of(u)], bound) for u in real)
     replicas = [with_seeds(results[shape_of(u)], u.seeds) for u in real]
@@ -261,9 +335,11 @@ def estimate_study(name: str, cfg, seeds: tuple[int, ...], runtime: Runtime, fol
 
 def _settled_grid(study, cfg, seeds, runtime, n_units: int):
     """(grid, its units per slice, the indices of the largest data size's slices, the first unit's
-    timings there): epochs doubled until what the budget adds to the first unit stands MIN_SLOPE_S
-    above the timing noise, or the budget is whole, or MAX_SLICE_EPOCHS, or a slice takes
-    MAX_SLICE_S (a stop rule that ends a slice early adds nothing however many epochs it is given)."""
+    timings there): epochs grown until both budgets train the first unit as the same number of fits
+    (a study may train one recipe for two arms when a short budget makes them alike) and what the
+    larger budget adds to its training stands MIN_SLOPE_S above the timing noise, or the budget is
+    whole, or MAX_SLICE_EPOCHS, or a slice trains MAX_SLICE_S (a stop rule that ends a slice early
+    adds nothing however many epochs it is given)."""
     sizes, k = data_sizes(cfg, runtime), 1
     while True:
         k, grid = slices(cfg, sizes, k)
@@ -272,16 +348,30 @@ def _settled_grid(study, cfg, seeds, runtime, n_units: int):
             raise UsageError(f"{study.name}: its units change with the epoch budget or data size; cannot estimate it")
         top = [j for j, s in enumerate(grid) if s.data == grid[-1].data]  # grid: by data, then budget
         timings = _time_slices([sliced[j][0] for j in top])
-        added = timings[-1][0] - timings[0][0]
-        whole = grid[-1].budget >= 1.0 or 2 * k > MAX_SLICE_EPOCHS or timings[-1][0] >= MAX_SLICE_S
-        if len(top) < 2 or added >= MIN_SLOPE_S or whole:
+        (small, _), (large, _) = timings[0], timings[-1]
+        added = large.budgeted() - small.budgeted()
+        whole = grid[-1].budget >= 1.0 or 2 * k > MAX_SLICE_EPOCHS or large.budgeted() >= MAX_SLICE_S
+        if len(top) < 2 or (added >= MIN_SLOPE_S and small.fits == large.fits) or whole:
             return grid, sliced, top, timings
-        k *= 2
+        k = grown(k, added if small.fits == large.fits else 0.0)
 
 
-def _time_slices(units: list[Unit]) -> list[tuple[float, dict]]:
-    """(seconds, result) of each of the slices of one real unit."""
-    return [timed(execute_unit, unit)[::-1] for unit in units]
+def grown(k: int, added: float) -> int:
+    """The next k: enough to add MIN_SLOPE_S if the training grows as it did (a power of 2, at most
+    MAX_SLICE_EPOCHS), at least doubled."""
+    factor = MIN_SLOPE_S / added if added > 0 else 2.0
+    return min(max(2 * k, k * 2 ** math.ceil(math.log2(factor))), max(MAX_SLICE_EPOCHS, 2 * k))
+
+
+def _time_slices(units: list[Unit]) -> list[tuple[Timing, dict]]:
+    """(Timing, result) of each of the slices of one real unit."""
+    return [_time_slice(unit) for unit in units]
+
+
+def _time_slice(unit: Unit) -> tuple[Timing, dict]:
+    with fit_seconds() as fits:
+        result, seconds = timed(execute_unit, unit)
+    return Timing(seconds, sum(fits), len(fits)), result
 
 
 def with_seeds(result, seeds: tuple[int, ...]):

@@ -48,27 +48,47 @@ class FitResult:
         return h[np.arange(len(h)), last]
 
 
-# The paths of the fits run inside `paths_taken()`; a context variable, so that threads (dask) and
+# What the fits run inside a collector report; context variables, so that threads (dask) and
 # nested collectors each see only their own fits.
 _TAKEN: ContextVar[list[str] | None] = ContextVar("engine_paths", default=None)
+# CPU seconds per fit: how `dlstudies plan` tells the training (which grows with the epoch budget)
+# from a unit's other work (measures on the trained models).
+_FIT_SECONDS: ContextVar[list[float] | None] = ContextVar("fit_seconds", default=None)
 
 
 @contextlib.contextmanager
+def _collecting(var: ContextVar):
+    collected: list = []
+    token = var.set(collected)
+    try:
+        yield collected
+    finally:
+        var.reset(token)
+
+
+def _note(var: ContextVar, value) -> None:
+    collected = var.get()
+    if collected is not None:
+        collected.append(value)
+
+
 def paths_taken():
     """Collects the `path` of every fit that `note_path` reports inside the block, in order."""
-    taken: list[str] = []
-    token = _TAKEN.set(taken)
-    try:
-        yield taken
-    finally:
-        _TAKEN.reset(token)
+    return _collecting(_TAKEN)
 
 
 def note_path(result: FitResult) -> FitResult:
-    taken = _TAKEN.get()
-    if taken is not None:
-        taken.append(result.path)
+    _note(_TAKEN, result.path)
     return result
+
+
+def fit_seconds():
+    """Collects the CPU seconds (`time.process_time`) of every fit the engines run inside the block."""
+    return _collecting(_FIT_SECONDS)
+
+
+def note_seconds(seconds: float) -> None:
+    _note(_FIT_SECONDS, seconds)
 
 
 def _padded_cat(arrays: list[np.ndarray]) -> np.ndarray:
