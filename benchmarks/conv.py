@@ -138,11 +138,16 @@ def layer_table(repeats: int) -> None:
               flush=True)
 
 
-STEPS = [  # (study, channels, hidden, batch, members)
-    ("random-labels", (8, 16), (100, 80), 100, 10), ("random-labels", (8, 16), (100, 80), 100, 5),
-    ("random-labels", (8, 16), (100, 80), 100, 1),
-    *[("sensitivity", (8, 32), (256, 128), b, 10) for b in (32, 64, 128, 256, 512)],
-    ("interpolation", (8, 32), (256, 128), 75, 10), ("interpolation", (8, 32), (256, 128), 500, 10),
+PAPER, DEFAULT = (1, 28, 28), (1, 8, 8)  # Fashion-MNIST at paper, digits at default
+STEPS = [  # (study, image shape, channels, hidden, batch, members)
+    ("random-labels", PAPER, (8, 16), (100, 80), 100, 10), ("random-labels", PAPER, (8, 16), (100, 80), 100, 5),
+    ("random-labels", PAPER, (8, 16), (100, 80), 100, 1),
+    *[("sensitivity", PAPER, (8, 32), (256, 128), b, 10) for b in (32, 64, 128, 256, 512)],
+    ("interpolation", PAPER, (8, 32), (256, 128), 75, 10), ("interpolation", PAPER, (8, 32), (256, 128), 500, 10),
+    # default scale: the studies' CNNs on 8x8 digits, which `run all` trains
+    ("random-labels", DEFAULT, (16, 32), (256, 256), 50, 10), ("random-labels", DEFAULT, (16, 32), (256, 256), 50, 1),
+    *[("sensitivity", DEFAULT, (8, 32), (256, 128), b, 10) for b in (32, 512)],
+    ("image-depth", DEFAULT, (8, 16, 32), (32,), 32, 10), ("image-depth", DEFAULT, (16,), (32,), 32, 10),
 ]
 
 
@@ -151,7 +156,7 @@ def layout(name: str):
     """The engine's stacked CNN as it ran before ("grouped": grouped convolution, ReLU before the
     max-pooling) or as it runs now ("members")."""
     saved = conv.conv_layout, set(stacked.COMMUTING)
-    conv.conv_layout = lambda device: name
+    conv.conv_layout = lambda device, image: name
     if name == "grouped":
         stacked.COMMUTING.clear()
     try:
@@ -161,11 +166,11 @@ def layout(name: str):
         stacked.COMMUTING.update(saved[1])
 
 
-def _step(channels, hidden, batch: int, M: int, name: str):
+def _step(shape, channels, hidden, batch: int, M: int, name: str):
     with layout(name):
-        net = StackedNet(build_members(lambda: cnn((1, 28, 28), channels, hidden, 10), range(M)))
+        net = StackedNet(build_members(lambda: cnn(shape, channels, hidden, 10), range(M)))
     g = torch.Generator().manual_seed(1)
-    x, y = torch.randn(2048, 1, 28, 28, generator=g), torch.randint(0, 10, (2048,), generator=g)
+    x, y = torch.randn(2048, *shape, generator=g), torch.randint(0, 10, (2048,), generator=g)
     rows = torch.stack([torch.randperm(2048, generator=g)[:batch] for _ in range(M)])
     micro = micro_size(net, TrainSpec(fixed_epochs(1), batch))
     loss_fn = LOSSES.get("cross_entropy").stacked
@@ -177,13 +182,14 @@ def _step(channels, hidden, batch: int, M: int, name: str):
 
 
 def step_table(repeats: int) -> None:
-    print("| study | batch | M | micro-batch | before (grouped) ms | now (members) ms | speedup |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for study, channels, hidden, batch, M in STEPS:
-        (before, micro), (now, _) = _step(channels, hidden, batch, M, "grouped"), _step(channels, hidden, batch, M, "members")
+    print("| study | image | batch | M | micro-batch | before (grouped) ms | now (members) ms | speedup |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for study, shape, channels, hidden, batch, M in STEPS:
+        case = (shape, channels, hidden, batch, M)
+        (before, micro), (now, _) = _step(*case, "grouped"), _step(*case, "members")
         torch.testing.assert_close(before()[1], now()[1], rtol=1e-3, atol=1e-5)  # the same gradient, to float32 rounding
         t = _best({"before": before, "now": now}, repeats)
-        print(f"| {study} | {batch} | {M} | {micro or '-'} | {t['before'] * 1e3:.1f} | {t['now'] * 1e3:.1f} "
+        print(f"| {study} | {shape[1]}x{shape[2]} | {batch} | {M} | {micro or '-'} | {t['before'] * 1e3:.1f} | {t['now'] * 1e3:.1f} "
               f"| {t['before'] / t['now']:.2f}x |", flush=True)
 
 

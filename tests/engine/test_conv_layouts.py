@@ -54,7 +54,7 @@ def _cnn_members():
 
 @pytest.mark.parametrize("layout", list(CONV_LAYOUTS))
 def test_two_conv_cnn_trains_as_the_reference_engine(layout, monkeypatch):
-    monkeypatch.setattr(conv, "conv_layout", lambda device: layout)
+    monkeypatch.setattr(conv, "conv_layout", lambda device, image: layout)
     x, y = _data()
     spec = TrainSpec(fixed_epochs(2), 20, trace_epochs=1)
     opts = [OptSpec("adam", 0.01)] * 3
@@ -91,3 +91,9 @@ def test_other_padding_modes_are_refused():
     members = build_members(lambda: nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect")), [0])
     with pytest.raises(UsageError, match="padding_mode"):
         StackedNet(members).forward(torch.randn(1, 2, 1, 5, 5))
+
+
+def test_the_layout_follows_the_device_and_the_image_size_alone():
+    assert conv.conv_layout("cpu", (28, 28)) == "members" and conv.conv_layout("cpu", (14, 14)) == "members"
+    assert conv.conv_layout("cpu", (8, 8)) == "grouped"  # small maps: M calls cost more than their work
+    assert conv.conv_layout("cuda", (28, 28)) == "grouped"

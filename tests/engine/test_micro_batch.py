@@ -38,7 +38,7 @@ def _fit(micro, members=None, opt="adam", batch=100):
 @pytest.mark.parametrize("opt", ["adam", "nesterov"])
 def test_micro_batches_are_the_whole_batch_to_rounding(micro, opt):
     whole, parts = _fit(0, opt=opt), _fit(micro, opt=opt)
-    assert whole.path == "autograd-membersconv" and parts.path == f"autograd-micro{micro}-membersconv"
+    assert whole.path == "autograd-groupedconv" and parts.path == f"autograd-micro{micro}-groupedconv"  # 8x8: grouped
     np.testing.assert_allclose(parts.history["loss"], whole.history["loss"], rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(parts.trace["grad_norm"], whole.trace["grad_norm"], rtol=1e-11, atol=1e-14)
     for a, b in zip(parts.models, whole.models):

@@ -60,7 +60,7 @@ def fit_batched(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.
     snaps.after(0, net.flat)
     predict = fast.predict if taken == "kernel" else _inputs_once(lambda inputs: stacked_predict(net, inputs), spec.device)
     micro = micro_size(net, spec) if fast is None else 0
-    taken = path_name(taken, micro, net) + ("-cpu" if moved else "")
+    taken = path_name(taken, micro, net, x) + ("-cpu" if moved else "")
     for epoch in range(spec.stop.max_epochs):
         if fast is not None:  # keeps stopped members frozen itself, and has no buffers to hold
             losses, trace = fast.epoch(order(epoch), epoch < spec.trace_epochs)
@@ -138,12 +138,13 @@ def _fast_trainer(net: StackedNet, opts, x, y, spec: TrainSpec, path: str):
     return "fused", lambda opt: fused.FusedTrainer(net, opt, x, y, spec)
 
 
-def path_name(taken: str, micro: int, net: StackedNet) -> str:
-    """The path as results.json records it (engine_paths): its micro-batches, and how a CNN convolves
-    ("autograd-micro64-membersconv"), since both change a member's last bits."""
+def path_name(taken: str, micro: int, net: StackedNet, x: torch.Tensor) -> str:
+    """The path as results.json records it (engine_paths): its micro-batches, and how a CNN's first
+    convolution (the one on the most pixels) convolves the inputs `x` ("autograd-micro64-membersconv"),
+    since both change a member's last bits."""
     name = f"{taken}-micro{micro}" if micro else taken
     convolves = any(type(m).__name__ == "Conv2d" for m in net.template.modules())
-    return f"{name}-{conv.conv_layout(net.flat.device)}conv" if convolves else name
+    return f"{name}-{conv.conv_layout(net.flat.device, x.shape[-2:])}conv" if convolves else name
 
 
 def _stopped_as_nan(trace: dict | None, active: torch.Tensor) -> dict | None:

@@ -2,14 +2,14 @@
 
 Stacked activations are (M, B, C, H, W). Two layouts of a stacked convolution (CONV_LAYOUTS), the
 same numbers to float rounding:
-- "members" (the CPU's): one ungrouped convolution per member, each member's images channels-last
-  (stored (M, B, H, W, C)), so that the max-pooling after it runs torch's channels-last kernel and
-  no layer copies the stack into another layout. Measured (benchmarks/conv.py, one thread), a
-  training step of the studies' CNNs runs 1.3-1.8x faster than "grouped": with 1 or 8 input
-  channels per member, oneDNN's grouped kernels reach a third of its ungrouped rate, and torch's
-  NCHW max-pooling costs 4x its channels-last one.
-- "grouped" (a GPU's): the member axis folded into channels, (B, M*C, H, W), one grouped
-  convolution with M groups: one kernel launch for all members.
+- "members" (the CPU's on inputs of MEMBERS_MIN_PIXELS or more): one ungrouped convolution per
+  member, each member's images channels-last (stored (M, B, H, W, C)), so that the max-pooling
+  after it runs torch's channels-last kernel and no layer copies the stack into another layout.
+  Measured (benchmarks/conv.py, one thread), a training step of the paper CNNs (28x28) runs
+  1.4-1.7x faster than "grouped": with 1 or 8 input channels per member, oneDNN's grouped kernels
+  reach a third of its ungrouped rate, and torch's NCHW max-pooling costs 4x its channels-last one.
+- "grouped" (a GPU's, and the CPU's on small maps such as 8x8 digits): the member axis folded into
+  channels, (B, M*C, H, W), one grouped convolution with M groups: one kernel launch for all members.
 """
 
 from __future__ import annotations
@@ -39,10 +39,18 @@ def _unfold(y: torch.Tensor, M: int) -> torch.Tensor:
     return y.reshape(B, M, -1, *y.shape[2:]).transpose(0, 1)
 
 
-def conv_layout(device: torch.device | str) -> str:
-    """The layout a stack on `device` convolves in: per member on the CPU (measured faster there), one
-    grouped launch elsewhere (a GPU pays per launch). Rounding alone differs between them."""
-    return "members" if torch.device(device).type == "cpu" else "grouped"
+# Pixels of a layer's input from which "members" is the faster layout on a CPU (benchmarks/conv.py,
+# one thread): a step at 28x28 runs 1.4-1.7x faster per member; on 8x8 digits a step costs 0.94-1.09x
+# (one conv) and 1.6x *more* with three convs down to 2x2, where M small calls cost more than the work.
+MEMBERS_MIN_PIXELS = 100
+
+
+def conv_layout(device: torch.device | str, image: Sequence[int]) -> str:
+    """The layout a stack on `device` convolves an (H, W) input in: on the CPU per member where the
+    images are large enough to pay for M calls, else one grouped launch (always on a GPU, which pays
+    per launch). Rounding alone differs between them; the shape and device decide, nothing else."""
+    large = image[0] * image[1] >= MEMBERS_MIN_PIXELS
+    return "members" if torch.device(device).type == "cpu" and large else "grouped"
 
 
 @CONV_LAYOUTS.register("grouped")
@@ -74,7 +82,7 @@ def _members(layer: nn.Conv2d, weight, bias, x):
 def _conv2d(layer: nn.Conv2d, p, b, x, training):
     if layer.padding_mode != "zeros":
         raise UsageError(f"Conv2d padding_mode={layer.padding_mode!r}: the stacked convolution pads with zeros only")
-    return CONV_LAYOUTS.get(conv_layout(x.device))(layer, p["weight"], p.get("bias"), x)
+    return CONV_LAYOUTS.get(conv_layout(x.device, x.shape[-2:]))(layer, p["weight"], p.get("bias"), x)
 
 
 def _per_image(fn: Callable[[nn.Module, torch.Tensor], torch.Tensor]):
