@@ -1,12 +1,10 @@
 """digits (bundled 8x8) and mnist1d (generated offline): shapes, ranges, splits, determinism."""
 
-import random
-
-import numpy as np
 import torch
 
 from dlstudies.data import load_data
 from dlstudies.data.mnist1d_data import generate, mnist1d
+from generation import generated_twice_alike  # tests/data/generation.py
 
 
 def test_digits_shapes_and_range():
@@ -40,14 +38,7 @@ def test_mnist1d_shapes():
 def test_mnist1d_is_deterministic_and_leaves_global_rngs_alone():
     # Two uncached generations (a small one: the same code path as the full 5000, 10x faster),
     # the second after the global generators were moved, must agree exactly.
-    first = generate.__wrapped__(500)
-    np.random.seed(123)
-    random.seed(123)
-    before = np.random.get_state()[1].copy(), random.getstate()
-    second = generate.__wrapped__(500)
-    assert np.array_equal(np.random.get_state()[1], before[0]) and random.getstate() == before[1]
-    for a, b in zip(first, second):
-        assert np.array_equal(a, b)
+    first = generated_twice_alike(generate, 500)
     assert first[0].shape == (400, 40) and first[2].shape == (100, 40)
 
 

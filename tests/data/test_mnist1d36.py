@@ -1,12 +1,12 @@
 """mnist1d36 (report A's shape, generated offline): shape, range, balance, determinism."""
 
-import random
 
 import numpy as np
 import torch
 
 from dlstudies.data import describe_datasets, load_data
 from dlstudies.data.mnist1d36 import generate, mnist1d36
+from generation import generated_twice_alike  # tests/data/generation.py
 
 
 def test_report_a_shape_range_and_balance():
@@ -39,14 +39,7 @@ def test_classes_are_separable_but_not_trivially():
 
 
 def test_generation_is_deterministic_and_leaves_global_rngs_alone():
-    first = generate.__wrapped__(60)
-    np.random.seed(7)
-    random.seed(7)
-    before = np.random.get_state()[1].copy(), random.getstate()
-    second = generate.__wrapped__(60)
-    assert np.array_equal(np.random.get_state()[1], before[0]) and random.getstate() == before[1]
-    for a, b in zip(first, second):
-        assert np.array_equal(a, b)
+    first = generated_twice_alike(generate, 60)
     assert first[0].shape == (300, 36) and np.bincount(first[1]).tolist() == [60] * 5
 
 
