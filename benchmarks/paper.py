@@ -4,7 +4,7 @@
                                [--n 2000] [--seeds 10] [--repeats 1] [--device cpu]
 
 Each study's paper preset, with `epochs`, `n_train` and `n_test` cut (and sensitivity's step budget
-`max_steps` by as much as its epochs; the rest as at paper: widths, batch sizes, measures, seeds
+`max_steps` by as much as its epochs and samples together; the rest as at paper: widths, batch sizes, measures, seeds
 per stack), is planned as `dlstudies plan` plans it (a grid of slices of at most SLICE_SAMPLES
 samples, extrapolated); then its longest unit is trained in full and timed. Printed per study: the
 estimate, the measured CPU time of one thread (`time.process_time`, the least of `--repeats`; wall
@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from dlstudies.config import Runtime
+from dlstudies.data import load_data
 from dlstudies.plan import estimate_study, hms
 from dlstudies.runner import execute_unit, study_config
 
@@ -37,9 +38,10 @@ def clock(device: str):
 
 def overrides(name: str, epochs: int, n: int) -> list[str]:
     cut = [f"epochs={epochs}", f"n_train={n}", f"n_test={n}"]
-    if name == "sensitivity":  # its matched-loss arm's step budget, cut as its epochs are
+    if name == "sensitivity":  # its matched-loss arm's step budget, cut as its epochs and samples are
         cfg = study_config(name, "paper", [])
-        cut.append(f"max_steps={max(1, cfg.max_steps * epochs // cfg.epochs)}")
+        full = len(load_data(cfg.data).train)
+        cut.append(f"max_steps={max(1, cfg.max_steps * epochs * min(n, full) // (cfg.epochs * full))}")
     return cut
 
 

@@ -13,7 +13,8 @@ from dlstudies import plan as plan_module
 from dlstudies.app import announce_plan, seed_ids
 from dlstudies.cli import main
 from dlstudies.config import Runtime
-from dlstudies.plan import estimate_study, hms, is_upper_bound, makespan, real_seconds, slices, timed
+from dlstudies.costs import CORNERS, MIN_SLOPE_S, Timing, unit_seconds
+from dlstudies.plan import Slice, estimate_study, hms, is_upper_bound, makespan, slice_config, slices, timed, with_seeds
 from dlstudies.runner import execute_unit, longest_first, run_config, study_config
 from dlstudies.studies import STUDIES
 
@@ -63,23 +64,36 @@ def test_slices_cut_budgets_and_data():
     cfg = study_config("sensitivity", "paper", [])
     assert not is_upper_bound(study_config("random-labels", "paper", [])) and is_upper_bound(cfg)
     sizes = {"n_train": 54000, "n_test": 10000}
-    k, grid = slices(cfg, sizes)
-    assert k == 1
-    assert len({(s.budget, s.data) for s in grid}) == 4 and grid[-1].data == max(s.data for s in grid)
-    top = grid[-1].config
-    assert top.n_train == plan_module.SLICE_SAMPLES and top.n_test == math.ceil(10000 * grid[-1].data)
-    assert top.epochs == 2 and top.max_steps == math.ceil(cfg.max_steps * 2 / cfg.epochs)  # step budgets cut alike
+    epochs, grid = slices(cfg, sizes)
+    assert epochs == (1, 2) and set(grid) == set(CORNERS)
+    assert len({(s.budget, s.data) for s in grid.values()}) == 4 and grid["hi", "top"].data > grid["hi", "small"].data
+    top = grid["hi", "top"].config
+    assert top.n_train == plan_module.SLICE_SAMPLES and top.n_test == math.ceil(10000 * grid["hi", "top"].data)
+    # Mini-batch steps are cut with the epochs and the samples: the slice stops at the real unit's
+    # share of its epochs (at batch 512: 283 real epochs, 2/50 of them ~ 11 slice epochs of one step).
+    assert top.epochs == 2 and top.max_steps == round(cfg.max_steps * 2 / cfg.epochs * 512 / 54000)
+    real_epochs = math.ceil(cfg.max_steps / math.ceil(54000 / 512))
+    assert top.max_steps == pytest.approx(real_epochs * 2 / cfg.epochs, abs=1)
+    ratio = study_config("minimal-ratio", "default", [])  # full-batch L-BFGS iterations: cut by the budget alone
+    assert slice_config(ratio, 0.5, 1.0, {"n_train": 720}).gn_steps == math.ceil(ratio.gn_steps * 0.5)
     assert top.sharpness_steps == cfg.sharpness_steps  # a measure's own steps are not a training budget
-    assert slices(cfg, {})[1][0].config.n_train == cfg.n_train  # nothing to cut
+    assert slices(cfg, {})[1]["hi", "small"].config.n_train == cfg.n_train  # nothing to cut
 
 
 @pytest.mark.parametrize("a, b, c, d", [(0.3, 5.0, 2.0, 100.0), (1.0, 0.0, 0.0, 40.0), (0.0, 0.0, 9.0, 0.0)])
-def test_real_seconds_recovers_a_bilinear_cost(a, b, c, d):
-    cost = lambda f, g: a + b * g + f * (c + d * g)  # noqa: E731
-    times = {(f, g): cost(f, g) for f in (0.01, 0.02) for g in (0.005, 0.01)}
-    assert real_seconds(times) == pytest.approx(cost(1, 1))
-    assert real_seconds({(0.5, 1.0): 2.0, (1.0, 1.0): 3.0}) == pytest.approx(3.0)
-    assert real_seconds({(0.1, 1.0): 5.0, (0.2, 1.0): 4.0}) == 4.0  # noise never makes more work cost less
+def test_unit_seconds_recover_the_cost_models(a, b, c, d):
+    f, g = (0.01, 0.02), (0.005, 0.01)
+    grid = {(bud, dat): Slice(f[bud == "hi"], g[dat == "top"], None) for bud, dat in CORNERS}
+    at = lambda corner: (grid[corner].budget, grid[corner].data)  # noqa: E731
+    training = lambda x, y: a + x * (c + d * y)  # noqa: E731
+    rest = lambda x, y: a + b * y + x * (c + d * y)  # noqa: E731
+    three = {corner: Timing(training(*at(corner)) + a + b * at(corner)[1], training(*at(corner)), 1)
+             for corner in CORNERS[:3]}  # training timed apart; a rest that does not grow with the budget
+    assert unit_seconds(grid, three) == pytest.approx(training(1, 1) + a + b)
+    four = {corner: Timing(rest(*at(corner))) for corner in CORNERS}  # all of it the rest, growing with both
+    assert unit_seconds(grid, four) == pytest.approx(rest(1, 1))
+    noisy = {corner: Timing(5.0 - at(corner)[0], 5.0 - at(corner)[0], 1) for corner in CORNERS[:3]}
+    assert unit_seconds(grid, noisy) == pytest.approx(4.98)  # noise never makes more work cost less
 
 
 def synthetic_cost(unit) -> float:
@@ -117,7 +131,8 @@ def test_a_unit_with_twice_the_epochs_is_estimated_twice_as_long(synthetic_timin
         for u in est.units:  # the others scale as the first one does: within their fixed work
             assert u.seconds == pytest.approx(synthetic_cost(u.unit), rel=0.05)
     shapes = {(u.params, len(u.seeds)) for u in real}
-    assert len(real) > len(shapes) and len(synthetic_timing) == 2 * (4 + 3 * (len(shapes) - 1))  # one unit per shape
+    # One unit per shape, at four corners (its synthetic rest grows with the budget): none timed twice.
+    assert len(real) > len(shapes) and len(synthetic_timing) == 2 * 4 * len(shapes)
 
 
 def test_estimate_agrees_with_a_measured_run(monkeypatch, tmp_path):
@@ -173,20 +188,23 @@ def test_unit_partition_is_the_configs_alone():
 def test_slices_grow_until_the_budget_stands_above_the_noise(monkeypatch, tmp_path):
     """A unit whose epochs cost little next to its fixed work is timed at more epochs, and still
     estimated right; the epochs stop growing once the larger budget adds MIN_SLOPE_S."""
-    epochs = []
+    epochs, sliced = [], []
 
     def timed(fn, *args):
         if fn is not plan_module.execute_unit:
             return fn(*args), 0.0
         epochs.append(args[0].config.epochs)
-        return {"runs": []}, 0.5 + 0.01 * args[0].config.epochs
+        sliced.append((args[0].config.epochs, args[0].config.n_train))
+        return {"runs": []}, 0.3 + 0.01 * args[0].config.epochs
 
     monkeypatch.setattr(plan_module, "timed", timed)
     monkeypatch.setattr(plan_module, "_analysis_s", lambda *args: 0.0)
     cfg = study_config("grad-norm", "default", ["epochs=1000"])
     est = estimate_study("grad-norm", cfg, (0,), Runtime(), tmp_path)
-    assert est.units[0].seconds == pytest.approx(0.5 + 0.01 * 1000)
-    assert epochs[0] <= 2 and max(epochs) // 2 >= plan_module.MIN_SLOPE_S / 0.01  # grown to 25+ epochs added
+    assert est.units[0].seconds == pytest.approx(0.3 + 0.01 * 1000)
+    top = sorted(set(epochs))
+    assert epochs[0] <= 2 and top[-1] - top[-2] >= MIN_SLOPE_S / 0.01  # grown to 25+ epochs added
+    assert len(sliced) == len(set(sliced))  # each growth timed one new slice: none twice
     assert max(epochs) <= 2 * plan_module.MAX_SLICE_EPOCHS
 
 
@@ -195,7 +213,7 @@ def test_a_shape_whose_training_does_not_grow_with_its_data_is_scaled_by_its_own
     fixed-budget ones epochs (cost ∝ samples): each shape is estimated as it grows, not as the first."""
     def cost(unit):
         cfg = unit.config
-        grows = cfg.n_train * cfg.epochs if unit.param("group") == "fixed-budget" else 100 * cfg.max_steps
+        grows = cfg.n_train * cfg.epochs if unit.param("group") == "fixed-budget" else 10 * cfg.max_steps
         return 0.5 + 1e-4 * grows
 
     def timed(fn, *args):
@@ -205,7 +223,7 @@ def test_a_shape_whose_training_does_not_grow_with_its_data_is_scaled_by_its_own
 
     monkeypatch.setattr(plan_module, "timed", timed)
     monkeypatch.setattr(plan_module, "_analysis_s", lambda *args: 0.0)
-    cfg = study_config("sensitivity", "paper", ["epochs=10", "max_steps=2000", "n_train=20000"])
+    cfg = study_config("sensitivity", "paper", ["epochs=10", "max_steps=20000", "n_train=20000"])
     est = estimate_study("sensitivity", cfg, (0, 1), Runtime(), tmp_path)
     assert {u.unit.param("group") for u in est.units} == {"fixed-budget", "matched-loss"}
     for u in est.units:
@@ -228,3 +246,30 @@ def test_the_engine_reports_each_fits_cpu_seconds():
         pass
     assert outer == []
 
+
+
+def test_a_replica_for_fewer_seeds_keeps_their_runs_alone():
+    result = {"runs": [{"seed": s, "condition": c, "metrics": {"x": s}} for c in ("a", "b") for s in (7, 8, 9)],
+              "per_unit": [1.0, 2.0]}
+    copy = with_seeds(result, (0, 1))
+    assert [(r["condition"], r["seed"]) for r in copy["runs"]] == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
+    assert copy["per_unit"] == [1.0, 2.0] and result["runs"][0]["seed"] == 7  # the rest as it was; no change in place
+
+
+def test_units_of_one_params_with_fewer_seeds_are_estimated_per_seed(monkeypatch, tmp_path):
+    """Sensitivity at paper trains blocks of 5, 3 and 2 seeds: the largest of each params is timed, the others by seeds."""
+    timed_seeds = []
+
+    def timed(fn, *args):
+        if fn is not plan_module.execute_unit:
+            return fn(*args), 0.0
+        timed_seeds.append(len(args[0].seeds))
+        return {"runs": []}, 0.01 * len(args[0].seeds) * args[0].config.epochs
+
+    monkeypatch.setattr(plan_module, "timed", timed)
+    monkeypatch.setattr(plan_module, "_analysis_s", lambda *args: 0.0)
+    cfg = study_config("sensitivity", "paper", ["epochs=10", "max_steps=20000", "n_train=20000"])
+    est = estimate_study("sensitivity", cfg, tuple(range(10)), Runtime(), tmp_path)
+    assert {len(u.unit.seeds) for u in est.units} == {2, 3, 5} and 2 not in timed_seeds  # (3, 4): by the block of 5
+    for u in est.units:
+        assert u.seconds == pytest.approx(0.01 * len(u.unit.seeds) * cfg.epochs, rel=0.05)

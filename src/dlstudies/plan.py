@@ -1,23 +1,22 @@
 """`dlstudies plan`: the work units of a run and an estimate of its time on this machine, from
 a few timed steps, so a user knows before starting whether it is a coffee or a night.
 
-Every study's time is dominated by its units (engine fits). Each unit is timed, in this process on
-one thread (`time.process_time`), as *slices*: the same Config with its training budgets (every
-field named `*epochs`, and TRAINING_STEPS) cut to k and 2k epochs' worth and its data (n_train,
-n_test, every `*_n` sample count) cut to SLICE_SAMPLES and half as many. A slice's time is split
-into its training (the engine reports each fit's CPU time) and the rest (measures on the trained
-models, checks, evaluations): each part has a bilinear line, cost = a + b·data + budget·(c + d·data),
-evaluated at the real unit; the rest counts as growing with the budget only where it grows by more
-than MIN_SLOPE_S between the slices (measures run once per trained model, whatever its epochs). k
-grows until both budgets train the unit as the same number of fits and the training the larger one
-adds stands above the noise. The first unit is timed on the whole grid; one unit of each other
-shape at the larger data size and at the smaller data size's larger budget, so that a shape whose
-training does not grow with its samples (a step budget) scales as it does. A stop-rule study (a
-`max_*` budget) may stop earlier: its estimate is an upper bound, marked `≤`. The analysis and
-figures of each study are timed on the largest slices' results replicated to every unit, the
-report once, and start-up is what this process spent importing and loading data. Wall time with N
-workers: each study's units scheduled longest first on N workers (as the runner does), studies one
-after another.
+Every study's time is dominated by its units (engine fits). One unit of each shape (units alike but
+for their seeds) is timed, in this process on one thread (`time.process_time`), as *slices*: the
+same Config with its training budgets (every field named `*epochs`, and TRAINING_STEPS) cut to a
+smaller and a larger number of epochs' worth and its data (n_train, n_test, every `*_n` sample
+count) cut to SLICE_SAMPLES and half as many. A slice's time is split into its training (the engine
+reports each fit's CPU time) and the rest (measures on the trained models, checks, evaluations),
+each with a cost model over the budget f and data g fractions, evaluated at the real unit (f = g =
+1): training a + f·(c + d·g), three slices (both budgets at the larger data size, the larger budget
+at the smaller); the rest a + b·g + f·(c + d·g), its growth with the budget counted only above
+MIN_SLOPE_S (measures run once per trained model, whatever its epochs), a fourth slice only where it
+does grow. The larger budget grows until what it adds to the first unit's training stands above the
+noise. A stop-rule study (a `max_*` budget) may stop earlier: its estimate is an upper bound, marked
+`≤`. The analysis and figures of each study are timed on the slices' results replicated to every
+unit, the report once, and start-up is what this process spent importing and loading data. Wall
+time with N workers: each study's units scheduled longest first on N workers (as the runner does),
+studies one after another.
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dlstudies.config import Runtime, as_dict
+from dlstudies.costs import CORNERS, MIN_SLOPE_S, Timing, rest_grows, unit_seconds
 from dlstudies.engine import fit_seconds
 from dlstudies.errors import UsageError
 from dlstudies.studies import STUDIES
@@ -38,10 +38,14 @@ from dlstudies.runner import execute_unit
 from dlstudies.studies.base import Unit
 
 SLICE_SAMPLES = 512  # samples of the largest data set in the larger timed slice (the other: half as many)
-MIN_SLOPE_S = 0.25  # CPU seconds the larger budget must add to a slice: well above the noise of a shared machine
 MAX_SLICE_EPOCHS = 64  # the most epochs a slice's smaller budget grows to
-MAX_SLICE_S = 1.0  # nor past a slice of this many CPU seconds
-TRAINING_STEPS = ("max_steps", "gn_steps")  # step budgets of a training phase, cut with the epochs
+MAX_SLICE_S = 0.5  # nor past a slice that trains this many CPU seconds
+# Step budgets of a training phase, cut with the epochs. Mini-batch steps are cut by the data
+# fraction too: an epoch of them shrinks with the samples, so the slice then stops at the share of
+# its epochs the real unit stops at (a step budget of 30000 at batch 512 on 54,000 samples is 283
+# epochs; cut by the budget alone it would be 600 epochs of a 512-sample slice). Full-batch
+# iterations (L-BFGS) cost more with more samples, as epochs do: cut by the budget alone.
+TRAINING_STEPS = {"max_steps": "mini-batch", "gn_steps": "full-batch"}
 
 
 @dataclass(frozen=True)
@@ -152,142 +156,46 @@ def slice_config(cfg, budget: float, data: float, sizes: dict[str, int]):
     """`cfg` with every training budget and data size cut to the fractions (a UsageError when the
     study's rules refuse it)."""
     changes = {name: cut(getattr(cfg, name), budget) for name in budget_fields(cfg)}
+    # Rounded, not ceiled: a few steps rounded up would bias the line through them upwards.
+    changes.update({name: max(1, round(getattr(cfg, name) * budget * data)) for name, kind in TRAINING_STEPS.items()
+                    if kind == "mini-batch" and name in changes and getattr(cfg, name) > 0})
     changes.update({name: cut(n, data) for name, n in sizes.items()})
     return dataclasses.replace(cfg, **changes)
 
 
-def budget_fractions(cfg, k: int) -> tuple[float, ...]:
-    """k and 2k epochs of the longest epoch budget, as fractions of it (one fraction where 2k reaches it)."""
+def budget_fractions(cfg, epochs: tuple[int, int]) -> tuple[float, float]:
+    """The two `epochs` of the longest epoch budget as fractions of it (both 1 where the smaller reaches it)."""
     longest = max((getattr(cfg, name) for name in epoch_fields(cfg)), default=0)
-    if longest <= k:
-        return (1.0,)
-    return tuple(sorted({k / longest, min(1.0, 2 * k / longest)}))
+    lo, hi = epochs
+    if longest <= lo:
+        return 1.0, 1.0
+    return lo / longest, min(1.0, hi / longest)
 
 
-def data_fractions(sizes: dict[str, int]) -> tuple[float, ...]:
-    """SLICE_SAMPLES and half as many of the largest data size, as fractions of it."""
+def data_fractions(sizes: dict[str, int]) -> tuple[float, float]:
+    """Half of SLICE_SAMPLES and SLICE_SAMPLES of the largest data size, as fractions of it."""
     largest = max(sizes.values(), default=0)
     if largest <= 1:
-        return (1.0,)
+        return 1.0, 1.0
     top = min(1.0, SLICE_SAMPLES / largest)
-    return (top / 2, top)
+    return top / 2, top
 
 
-def slices(cfg, sizes: dict[str, int], epochs: int = 1) -> tuple[int, list[Slice]]:
-    """(k, grid): budgets of k and 2k epochs × two data sizes, the first grid from `epochs` on that
-    the study's rules accept (some need >= 2 epochs or a multiple of a snapshot interval; some a
-    minimum of samples per parameter, and their data is then not cut)."""
-    for data in (data_fractions(sizes), (1.0,)):
-        for k in range(epochs, epochs + 10):
+def slices(cfg, sizes: dict[str, int], epochs: tuple[int, int] = (1, 2)) -> tuple[tuple[int, int], dict]:
+    """(epochs, {corner: Slice}) for the budgets of the two `epochs` and two data sizes, from the first
+    `epochs` on (each shifted by s and 2s) that the study's rules accept (some need >= 2 epochs or a
+    multiple of a snapshot interval; some a minimum of samples per parameter, and their data is then
+    not cut: both data sizes are all of it)."""
+    for data in (data_fractions(sizes), (1.0, 1.0)):
+        for shift in range(10):
+            pair = (epochs[0] + shift, epochs[1] + 2 * shift)
+            budgets = dict(zip(("lo", "hi"), budget_fractions(cfg, pair)))
             try:
-                return k, [Slice(f, g, slice_config(cfg, f, g, sizes)) for g in data for f in budget_fractions(cfg, k)]
+                return pair, {(b, d): Slice(budgets[b], data[d == "top"], slice_config(cfg, budgets[b], data[d == "top"],
+                                                                                     sizes)) for b, d in CORNERS}
             except UsageError:
                 continue
     raise UsageError(f"{type(cfg).__module__}: no timed slice of this config is valid; cannot estimate it")
-
-
-def line(points: dict[float, float], floor: float = 0.0) -> tuple[float, float]:
-    """(value at 0, slope) of the line through two points {x: y}, its slope at least 0 (cost never
-    falls as work grows, whatever the timing noise) and 0 where y grows by less than `floor` (within
-    the noise: flat at the larger budget's y); one point: a flat line."""
-    (x1, y1), *rest = sorted(points.items())
-    if not rest:
-        return y1, 0.0
-    x2, y2 = rest[-1]
-    if floor > 0 and y2 - y1 < floor:
-        return y2, 0.0
-    slope = max(0.0, (y2 - y1) / (x2 - x1))
-    return y2 - slope * x2, slope
-
-
-def at_one(points: dict[float, float]) -> float:
-    value, slope = line(points)
-    return max(value + slope, max(points.values()))
-
-
-@dataclass(frozen=True)
-class Scaling:
-    """How a unit's budget line at the sliced data size grows to all of its data: the line's value
-    at budget 0 (work done once per unit) and its slope (work per unit of budget) each by its factor."""
-
-    fixed: float
-    per_budget: float
-    floor: float = 0.0  # the least growth with the budget that is not noise (see `line`)
-
-    def real_seconds(self, times: dict[float, float]) -> float:
-        """Seconds of the real unit from {budget: seconds} of its slices at the sliced data size."""
-        value, slope = line(times, self.floor)
-        return max(0.0, value) * self.fixed + slope * self.per_budget
-
-
-def scaling(times: dict[tuple[float, float], float], floor: float = 0.0) -> Scaling:
-    """The Scaling of a unit timed at {(budget, data): seconds}: cost = a + b·data + budget·(c + d·data)
-    (bilinear), so the work that grows with epochs × samples (the fits), with epochs alone (a step
-    budget), with samples alone (final evaluations) and with neither (building models, measures on
-    fixed sample counts) each scale as they do."""
-    by_data: dict[float, dict[float, float]] = {}
-    for (f, g), t in times.items():
-        by_data.setdefault(g, {})[f] = t
-    lines = {g: line(points, floor) for g, points in by_data.items()}
-    top = lines[max(lines)]
-    fixed = at_one({g: max(0.0, v) for g, (v, _) in lines.items()})
-    per_budget = at_one({g: s for g, (_, s) in lines.items()})
-    return Scaling(fixed / top[0] if top[0] > 0 else 1.0, per_budget / top[1] if top[1] > 0 else 1.0, floor)
-
-
-def real_seconds(times: dict[tuple[float, float], float], floor: float = 0.0) -> float:
-    """Seconds of the real unit (budget 1, data 1) from its slices {(budget, data): seconds}."""
-    top = max(g for _, g in times)
-    return scaling(times, floor).real_seconds({f: t for (f, g), t in times.items() if g == top})
-
-
-@dataclass(frozen=True)
-class Timing:
-    """CPU seconds of one slice: all of it, and the part inside the engine's fits (training)."""
-
-    seconds: float
-    fit_s: float = 0.0
-    fits: int = 0
-
-    def parts(self) -> tuple[float, float]:
-        """(training, the rest): the rest (measures on the trained models, checks, evaluations) may
-        not grow with the budget at all, so each part has its own line."""
-        return self.fit_s, max(0.0, self.seconds - self.fit_s)
-
-    def budgeted(self) -> float:
-        """The seconds that the epoch budget drives: the fits' where the engine reported any."""
-        return self.fit_s if self.fits else self.seconds
-
-
-def other_floor(times) -> float:
-    """The floor of the other work's line: MIN_SLOPE_S where the training was timed apart from it."""
-    return MIN_SLOPE_S if any(t.fits for t in times) else 0.0
-
-
-class UnitScaling:
-    """The Scalings of a unit's training and of its other work (the latter's growth with the budget
-    counted only above MIN_SLOPE_S where the engine reported the training apart: a unit's measures
-    run once per trained model, whatever its epochs)."""
-
-    def __init__(self, times: dict[tuple[float, float], Timing]):
-        parts = [{key: t.parts()[i] for key, t in times.items()} for i in (0, 1)]
-        self.parts = (scaling(parts[0]), scaling(parts[1], other_floor(times.values())))
-
-    def real_seconds(self, times: dict[float, Timing]) -> float:
-        return sum(s.real_seconds({f: t.parts()[i] for f, t in times.items()}) for i, s in enumerate(self.parts))
-
-
-def shape_seconds(top: dict[float, Timing], small: Timing, small_data: float, top_data: float) -> float:
-    """Seconds of a real unit from its slices {budget: Timing} at the larger data size and one at the
-    smaller data size and the largest budget: per part, its budget line at budget 1 times how that
-    part grows from the larger data size to all of it (at the largest budget, linearly)."""
-    seconds = 0.0
-    for i, floor in ((0, 0.0), (1, other_floor([*top.values(), small]))):
-        value, slope = line({f: t.parts()[i] for f, t in top.items()}, floor)
-        at_top = top[max(top)].parts()[i]
-        whole = at_one({small_data: small.parts()[i], top_data: at_top})
-        seconds += max(0.0, value + slope) * (whole / at_top if at_top > 0 else 1.0)
-    return seconds
 
 
 # ---- timing ----------------------------------------------------------------------------------
@@ -298,74 +206,81 @@ def timed(fn, *args):
     return value, time.process_time() - start
 
 
-def shape_of(unit: Unit) -> tuple:
-    """Units alike but for their seeds cost alike: one of each shape is timed."""
-    return unit.params, len(unit.seeds)
+def leaders(units: list[Unit]) -> dict[tuple, int]:
+    """{params: index of the unit with the most seeds among those with these params}: units alike
+    but for their seeds cost alike per seed (a stack's work, and the measures per trained model, grow
+    with its members), so one of each is timed."""
+    out: dict[tuple, int] = {}
+    for i, unit in enumerate(units):
+        if unit.params not in out or len(unit.seeds) > len(units[out[unit.params]].seeds):
+            out[unit.params] = i
+    return out
 
 
 def estimate_study(name: str, cfg, seeds: tuple[int, ...], runtime: Runtime, folder: Path) -> StudyEstimate:
-    """Time the study's first unit as every slice, one unit of each other shape as the slices of the
-    largest data size and the largest budget at the smaller data size (a shape's training may not
-    grow with its data as the first one's does: a step budget), then the analysis on the largest
-    slice's results."""
+    """Time one unit of each shape as three corners of the slice grid (four where its rest grows
+    with the budget), the others of its shape by their seeds, then the analysis on the larger
+    budget's results at the larger data size."""
     study = STUDIES.get(name)
     real = study.work_units(cfg, seeds, runtime)
-    grid, sliced, top, timings = _settled_grid(study, cfg, seeds, runtime, len(real))
-    rest = [j for j in range(len(grid)) if j not in top]  # the first unit at the smaller data size
-    lead = dict(zip(top, timings)) | dict(zip(rest, _time_slices([sliced[j][0] for j in rest])))
-    scale = UnitScaling({(grid[j].budget, grid[j].data): t for j, (t, _) in lead.items()})
+    timer = SliceTimer()
+    grid, sliced = _settled_grid(study, cfg, seeds, runtime, len(real), timer)
     seconds, results = {}, {}
-    for i, unit in enumerate(real):
-        if shape_of(unit) in seconds:
-            continue
-        if i == 0:
-            seconds[shape_of(unit)] = scale.real_seconds({grid[j].budget: t for j, (t, _) in zip(top, timings)})
-            results[shape_of(unit)] = timings[-1][1]
-            continue
-        mine = _time_slices([sliced[j][i] for j in [*top, rest[-1]]])
-        *big, (small, _) = mine
-        seconds[shape_of(unit)] = shape_seconds({grid[j].budget: t for j, (t, _) in zip(top, big)}, small,
-                                                grid[rest[-1]].data, grid[-1].data)
-        results[shape_of(unit)] = big[-1][1]
+    for params, i in leaders(real).items():
+        mine = dict(zip(CORNERS[:3], timer.time([sliced[c][i] for c in CORNERS[:3]])))
+        if rest_grows({c: t for c, (t, _) in mine.items()}):
+            mine["lo", "small"] = timer.time([sliced["lo", "small"][i]])[0]
+        seconds[params] = unit_seconds(grid, {c: t for c, (t, _) in mine.items()}) / len(real[i].seeds)
+        results[params] = mine["hi", "top"][1]
     bound = is_upper_bound(cfg)
-    estimates = tuple(UnitEstimate(u, seconds[shape_of(u)], bound) for u in real)
-    replicas = [with_seeds(results[shape_of(u)], u.seeds) for u in real]
-    return StudyEstimate(name, estimates, _analysis_s(study, grid[-1].config, seeds, runtime, replicas, folder))
+    estimates = tuple(UnitEstimate(u, seconds[u.params] * len(u.seeds), bound) for u in real)
+    replicas = [with_seeds(results[u.params], u.seeds) for u in real]
+    return StudyEstimate(name, estimates, _analysis_s(study, grid["hi", "top"].config, seeds, runtime, replicas, folder))
 
 
-def _settled_grid(study, cfg, seeds, runtime, n_units: int):
-    """(grid, its units per slice, the indices of the largest data size's slices, the first unit's
-    timings there): epochs grown until both budgets train the first unit as the same number of fits
-    (a study may train one recipe for two arms when a short budget makes them alike) and what the
-    larger budget adds to its training stands MIN_SLOPE_S above the timing noise, or the budget is
-    whole, or MAX_SLICE_EPOCHS, or a slice trains MAX_SLICE_S (a stop rule that ends a slice early
-    adds nothing however many epochs it is given)."""
-    sizes, k = data_sizes(cfg, runtime), 1
+def _settled_grid(study, cfg, seeds, runtime, n_units: int, timer: "SliceTimer") -> tuple[dict, dict]:
+    """({corner: Slice}, {corner: its units}): the larger budget grown until both budgets train the
+    first unit as the same number of fits (a study may train one recipe for two arms when a short
+    budget makes them alike) and what it adds to the smaller one's training stands MIN_SLOPE_S above
+    the timing noise, or the budget is whole, or MAX_SLICE_EPOCHS, or a slice trains MAX_SLICE_S (a
+    stop rule that ends a slice early adds nothing however many epochs it is given). Each growth
+    times one new slice: the smaller budget is the last one's larger (its timing kept)."""
+    sizes, epochs = data_sizes(cfg, runtime), (1, 2)
     while True:
-        k, grid = slices(cfg, sizes, k)
-        sliced = [study.work_units(s.config, seeds, runtime) for s in grid]
-        if any(len(units) != n_units for units in sliced):
+        epochs, grid = slices(cfg, sizes, epochs)
+        sliced = {corner: study.work_units(s.config, seeds, runtime) for corner, s in grid.items()}
+        if any(len(units) != n_units for units in sliced.values()):
             raise UsageError(f"{study.name}: its units change with the epoch budget or data size; cannot estimate it")
-        top = [j for j, s in enumerate(grid) if s.data == grid[-1].data]  # grid: by data, then budget
-        timings = _time_slices([sliced[j][0] for j in top])
-        (small, _), (large, _) = timings[0], timings[-1]
+        (small, _), (large, _) = timer.time([sliced["lo", "top"][0], sliced["hi", "top"][0]])
         added = large.budgeted() - small.budgeted()
-        whole = grid[-1].budget >= 1.0 or 2 * k > MAX_SLICE_EPOCHS or large.budgeted() >= MAX_SLICE_S
-        if len(top) < 2 or (added >= MIN_SLOPE_S and small.fits == large.fits) or whole:
-            return grid, sliced, top, timings
-        k = grown(k, added if small.fits == large.fits else 0.0)
+        whole = grid["hi", "top"].budget >= 1.0 or epochs[1] > MAX_SLICE_EPOCHS or large.budgeted() >= MAX_SLICE_S
+        if (added >= MIN_SLOPE_S and small.fits == large.fits) or whole:
+            return grid, sliced
+        epochs = (epochs[1], grown(epochs, added if small.fits == large.fits else 0.0))
 
 
-def grown(k: int, added: float) -> int:
-    """The next k: enough to add MIN_SLOPE_S if the training grows as it did (a power of 2, at most
-    MAX_SLICE_EPOCHS), at least doubled."""
-    factor = MIN_SLOPE_S / added if added > 0 else 2.0
-    return min(max(2 * k, k * 2 ** math.ceil(math.log2(factor))), max(MAX_SLICE_EPOCHS, 2 * k))
+def grown(epochs: tuple[int, int], added: float) -> int:
+    """The next larger budget: enough to add MIN_SLOPE_S to the last larger one if the training grows
+    as it did (a power of 2 times it, at most MAX_SLICE_EPOCHS), at least doubled."""
+    lo, hi = epochs
+    per_epoch = added / (hi - lo) if added > 0 and hi > lo else 0.0
+    need = hi + (MIN_SLOPE_S / per_epoch if per_epoch > 0 else hi)
+    return min(max(2 * hi, hi * 2 ** math.ceil(math.log2(need / hi))), max(MAX_SLICE_EPOCHS, 2 * hi))
 
 
-def _time_slices(units: list[Unit]) -> list[tuple[Timing, dict]]:
-    """(Timing, result) of each of the slices of one real unit."""
-    return [_time_slice(unit) for unit in units]
+class SliceTimer:
+    """Times slices (units) once each: a growing grid, and a grid whose budgets or data sizes
+    coincide, meet the same slice again."""
+
+    def __init__(self):
+        self.memo: dict[Unit, tuple[Timing, dict]] = {}
+
+    def time(self, units: list[Unit]) -> list[tuple[Timing, dict]]:
+        """(Timing, result) of each slice."""
+        for unit in units:
+            if unit not in self.memo:
+                self.memo[unit] = _time_slice(unit)
+        return [self.memo[unit] for unit in units]
 
 
 def _time_slice(unit: Unit) -> tuple[Timing, dict]:
@@ -375,14 +290,20 @@ def _time_slice(unit: Unit) -> tuple[Timing, dict]:
 
 
 def with_seeds(result, seeds: tuple[int, ...]):
-    """A copy of one unit's result as another unit of its shape gives it: the i-th seed met is seeds[i]."""
+    """A copy of one unit's result as a unit of its params with `seeds` gives it: the i-th seed met
+    is seeds[i], and the runs of the seeds beyond them are left out (a unit with fewer seeds)."""
     found: dict = {}
+
+    def index(seed) -> int:
+        return found.setdefault(seed, len(found))
+
+    def kept(value) -> bool:
+        return not (isinstance(value, dict) and "seed" in value and index(value["seed"]) >= len(seeds))
 
     def relabel(value):
         if isinstance(value, dict):
-            return {k: (seeds[found.setdefault(v, len(found)) % len(seeds)] if k == "seed" else relabel(v))
-                    for k, v in value.items()}
-        return [relabel(v) for v in value] if isinstance(value, list) else value
+            return {k: (seeds[index(v) % len(seeds)] if k == "seed" else relabel(v)) for k, v in value.items()}
+        return [relabel(v) for v in value if kept(v)] if isinstance(value, list) else value
 
     return relabel(result)
 
@@ -394,14 +315,24 @@ def _analysis_s(study, cfg, seeds, runtime, results, folder: Path) -> float:
     return seconds
 
 
+def _estimate_job(job: tuple) -> StudyEstimate:
+    return estimate_study(*job)
+
+
 def estimate(configs: dict, seeds_of, runtime: Runtime, workers: int) -> Plan:
-    """The Plan of running `configs` ({study: config}); `seeds_of(name)`: the seeds of a study."""
+    """The Plan of running `configs` ({study: config}); `seeds_of(name)`: the seeds of a study. The
+    studies are timed on `workers` processes, as the run's units will be (each on one thread, its
+    own CPU time; beside another, as in the run)."""
+    from dlstudies.executors import EXECUTORS
     from dlstudies.report import render_report
 
     startup = time.process_time()  # imports and data loads of this process: what every run pays first
     with tempfile.TemporaryDirectory(prefix="dlstudies-plan-") as tmp:
-        studies = tuple(estimate_study(n, cfg, seeds_of(n), runtime, Path(tmp)) for n, cfg in configs.items())
+        jobs = [(n, cfg, tuple(seeds_of(n)), runtime, Path(tmp)) for n, cfg in configs.items()]
+        with EXECUTORS.get("local")(workers=min(workers, len(jobs))) as execute:
+            done = {job[0]: study for job, study in execute(_estimate_job, jobs)}
         _, report = timed(render_report, Path(tmp))
+    studies = tuple(done[name] for name in configs)
     return Plan(studies, startup * (1 + (workers > 1)), report, workers)  # pool workers import once more
 
 
