@@ -78,7 +78,7 @@ def main() -> None:
         predicted, measured = one_study(name, cut, tuple(range(args.seeds)), runtime, args.repeats)
         ratio = predicted / measured
         worst = max(worst, ratio, 1 / ratio)
-        print(f"{name:<16} {predicted:>9.1f}s {measured:>9.1f}s {ratio:>7.2f}   ({hms(measured)} measured)")
+        print(f"{name:<16} {predicted:>9.1f}s {measured:>9.1f}s {ratio:>7.2f}   ({hms(measured)} measured)", flush=True)
     print(f"worst disagreement {worst:.2f}x; target <= {AGREEMENT}x: {'met' if worst <= AGREEMENT else 'NOT met'}")
 
 

@@ -54,6 +54,15 @@ def test_plan_command_prints_units_and_the_total_last(capsys):
     assert any(line.startswith("≤: an upper bound") for line in lines)
 
 
+def test_plan_times_studies_on_its_workers(capsys):
+    """With --workers 2 the studies are timed in two processes, as the run's units would be; the
+    lines come back in the order asked for."""
+    code = main(["plan", "weight-trajectory", "grad-norm", "--scale", "smoke", "--seeds", "2", "--workers", "2"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert code == 0 and TOTAL.match(lines[-1]).group(1) == "2"
+    assert [line.split()[0] for line in lines[:2]] == ["weight-trajectory", "grad-norm"]
+
+
 def test_plan_takes_runs_arguments_and_refuses_bad_ones(capsys):
     assert main(["plan", "grad-norm", "--scale", "smoke", "--set", "no_such_key=1"]) == 2
     err = capsys.readouterr().err
@@ -68,12 +77,16 @@ def test_slices_cut_budgets_and_data():
     assert epochs == (1, 2) and set(grid) == set(CORNERS)
     assert len({(s.budget, s.data) for s in grid.values()}) == 4 and grid["hi", "top"].data > grid["hi", "small"].data
     top = grid["hi", "top"].config
-    assert top.n_train == plan_module.SLICE_SAMPLES and top.n_test == math.ceil(10000 * grid["hi", "top"].data)
+    # The smaller data size holds the largest batch (512) whole: an epoch there costs half the larger's.
+    assert grid["hi", "small"].config.n_train == 512 and top.n_train == 1024 > plan_module.SLICE_SAMPLES
+    assert top.n_test == math.ceil(10000 * grid["hi", "top"].data)
+    assert slices(study_config("random-labels", "paper", []), sizes)[1]["hi", "top"].config.n_train == \
+        plan_module.SLICE_SAMPLES  # batches of 128
     # Mini-batch steps are cut with the epochs and the samples: the slice stops at the real unit's
-    # share of its epochs (at batch 512: 283 real epochs, 2/50 of them ~ 11 slice epochs of one step).
-    assert top.epochs == 2 and top.max_steps == round(cfg.max_steps * 2 / cfg.epochs * 512 / 54000)
+    # share of its epochs (at batch 512: 283 real epochs, 2/50 of them ~ 11 slice epochs of two steps).
+    assert top.epochs == 2 and top.max_steps == round(cfg.max_steps * 2 / cfg.epochs * 1024 / 54000)
     real_epochs = math.ceil(cfg.max_steps / math.ceil(54000 / 512))
-    assert top.max_steps == pytest.approx(real_epochs * 2 / cfg.epochs, abs=1)
+    assert top.max_steps / 2 == pytest.approx(real_epochs * 2 / cfg.epochs, abs=1)
     ratio = study_config("minimal-ratio", "default", [])  # full-batch L-BFGS iterations: cut by the budget alone
     assert slice_config(ratio, 0.5, 1.0, {"n_train": 720}).gn_steps == math.ceil(ratio.gn_steps * 0.5)
     assert top.sharpness_steps == cfg.sharpness_steps  # a measure's own steps are not a training budget
@@ -273,3 +286,34 @@ def test_units_of_one_params_with_fewer_seeds_are_estimated_per_seed(monkeypatch
     assert {len(u.unit.seeds) for u in est.units} == {2, 3, 5} and 2 not in timed_seeds  # (3, 4): by the block of 5
     for u in est.units:
         assert u.seconds == pytest.approx(0.01 * len(u.unit.seeds) * cfg.epochs, rel=0.05)
+
+
+def test_each_shape_is_timed_at_budgets_that_train_it_alike(monkeypatch, tmp_path):
+    """Sensitivity's three-arm units below the largest batch train two recipes at one epoch
+    (equal-steps is equal-epochs there) and three from two on; the first unit (the largest batch)
+    trains two at any budget: each shape whose slices train different numbers of fits is timed at
+    larger budgets, or the extra fit would read as per-epoch cost."""
+    def fits(unit) -> int:  # at the largest batch equal-steps is equal-epochs whatever the epochs
+        if len(unit.param("arms")) < 3:
+            return 1
+        return 3 if unit.config.epochs >= 2 and unit.param("batch_size") < max(unit.config.batch_sizes) else 2
+
+    def cost(unit) -> tuple[float, float, int]:
+        cfg = unit.config
+        training = 1e-4 * fits(unit) * cfg.epochs * cfg.n_train * len(unit.seeds)
+        return training + 0.3, training, fits(unit)
+
+    timed_epochs = []
+
+    def time_slice(unit):
+        timed_epochs.append((len(unit.param("arms")), unit.config.epochs))
+        return plan_module.Timing(*cost(unit)), {"runs": []}
+
+    monkeypatch.setattr(plan_module, "_time_slice", time_slice)
+    monkeypatch.setattr(plan_module, "_analysis_s", lambda *args: 0.0)
+    cfg = study_config("sensitivity", "paper", ["epochs=10", "max_steps=20000", "n_train=20000",
+                                                "arms=equal-epochs,equal-steps,linear-lr"])
+    est = estimate_study("sensitivity", cfg, tuple(range(5)), Runtime(), tmp_path)
+    for u in est.units:
+        assert u.seconds == pytest.approx(cost(u.unit)[0], rel=0.05), u.unit.params
+    assert min(e for arms, e in timed_epochs if arms == 3) >= 1 and max(e for arms, e in timed_epochs if arms == 3) >= 4

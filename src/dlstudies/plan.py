@@ -1,22 +1,18 @@
 """`dlstudies plan`: the work units of a run and an estimate of its time on this machine, from
 a few timed steps, so a user knows before starting whether it is a coffee or a night.
 
-Every study's time is dominated by its units (engine fits). One unit of each shape (units alike but
-for their seeds) is timed, in this process on one thread (`time.process_time`), as *slices*: the
-same Config with its training budgets (every field named `*epochs`, and TRAINING_STEPS) cut to a
-smaller and a larger number of epochs' worth and its data (n_train, n_test, every `*_n` sample
-count) cut to SLICE_SAMPLES and half as many. A slice's time is split into its training (the engine
-reports each fit's CPU time) and the rest (measures on the trained models, checks, evaluations),
-each with a cost model over the budget f and data g fractions, evaluated at the real unit (f = g =
-1): training a + f·(c + d·g), three slices (both budgets at the larger data size, the larger budget
-at the smaller); the rest a + b·g + f·(c + d·g), its growth with the budget counted only above
-MIN_SLOPE_S (measures run once per trained model, whatever its epochs), a fourth slice only where it
-does grow. The larger budget grows until what it adds to the first unit's training stands above the
+Every study's time is dominated by its units (engine fits). Of the units that differ only by their
+seeds, the one with the most seeds is timed and the others scaled by their seeds. It is timed, on one
+thread (`time.process_time`), as *slices*: the same Config with its training budgets (every field
+named `*epochs`, and TRAINING_STEPS) cut to a smaller and a larger number of epochs' worth and its
+data (n_train, n_test, every `*_n` sample count) cut to SLICE_SAMPLES (or twice the largest training
+batch) and half as many; dlstudies.costs turns three or four such slices into the real unit's
+seconds. The larger budget grows until what it adds to the first unit's training stands above the
 noise. A stop-rule study (a `max_*` budget) may stop earlier: its estimate is an upper bound, marked
 `≤`. The analysis and figures of each study are timed on the slices' results replicated to every
-unit, the report once, and start-up is what this process spent importing and loading data. Wall
-time with N workers: each study's units scheduled longest first on N workers (as the runner does),
-studies one after another.
+unit, the report once, and start-up is what this process spent importing and loading data. The
+studies are timed on as many processes as the run has workers. Wall time with N workers: each
+study's units scheduled longest first on N workers (as the runner does), studies one after another.
 """
 
 from __future__ import annotations
@@ -37,6 +33,8 @@ from dlstudies.studies import STUDIES
 from dlstudies.runner import execute_unit
 from dlstudies.studies.base import Unit
 
+# The mini-batch sizes a unit trains with (fields of some study's Config).
+TRAINING_BATCHES = ("batch_size", "batch_sizes", "ae_batch_size", "small_batch", "large_batch")
 SLICE_SAMPLES = 512  # samples of the largest data set in the larger timed slice (the other: half as many)
 MAX_SLICE_EPOCHS = 64  # the most epochs a slice's smaller budget grows to
 MAX_SLICE_S = 0.5  # nor past a slice that trains this many CPU seconds
@@ -172,12 +170,20 @@ def budget_fractions(cfg, epochs: tuple[int, int]) -> tuple[float, float]:
     return lo / longest, min(1.0, hi / longest)
 
 
-def data_fractions(sizes: dict[str, int]) -> tuple[float, float]:
-    """Half of SLICE_SAMPLES and SLICE_SAMPLES of the largest data size, as fractions of it."""
+def largest_batch(cfg) -> int:
+    """The largest mini-batch any TRAINING_BATCHES field of `cfg` trains with (0: none)."""
+    values = [getattr(cfg, name, None) for name in TRAINING_BATCHES]
+    return max((v for value in values if value for v in (value if isinstance(value, tuple) else (value,))), default=0)
+
+
+def data_fractions(sizes: dict[str, int], batch: int = 0) -> tuple[float, float]:
+    """Half of SLICE_SAMPLES and SLICE_SAMPLES of the largest data size, as fractions of it; more
+    where the smaller would not hold a whole `batch` (a batch cut to the samples there would make
+    an epoch cost less than in proportion to them)."""
     largest = max(sizes.values(), default=0)
     if largest <= 1:
         return 1.0, 1.0
-    top = min(1.0, SLICE_SAMPLES / largest)
+    top = min(1.0, max(SLICE_SAMPLES, 2 * batch) / largest)
     return top / 2, top
 
 
@@ -186,7 +192,7 @@ def slices(cfg, sizes: dict[str, int], epochs: tuple[int, int] = (1, 2)) -> tupl
     `epochs` on (each shifted by s and 2s) that the study's rules accept (some need >= 2 epochs or a
     multiple of a snapshot interval; some a minimum of samples per parameter, and their data is then
     not cut: both data sizes are all of it)."""
-    for data in (data_fractions(sizes), (1.0, 1.0)):
+    for data in (data_fractions(sizes, largest_batch(cfg)), (1.0, 1.0)):
         for shift in range(10):
             pair = (epochs[0] + shift, epochs[1] + 2 * shift)
             budgets = dict(zip(("lo", "hi"), budget_fractions(cfg, pair)))
@@ -218,45 +224,47 @@ def leaders(units: list[Unit]) -> dict[tuple, int]:
 
 
 def estimate_study(name: str, cfg, seeds: tuple[int, ...], runtime: Runtime, folder: Path) -> StudyEstimate:
-    """Time one unit of each shape as three corners of the slice grid (four where its rest grows
+    """Time one unit of each shape as three corners of its slice grid (four where its rest grows
     with the budget), the others of its shape by their seeds, then the analysis on the larger
     budget's results at the larger data size."""
     study = STUDIES.get(name)
     real = study.work_units(cfg, seeds, runtime)
-    timer = SliceTimer()
-    grid, sliced = _settled_grid(study, cfg, seeds, runtime, len(real), timer)
-    seconds, results = {}, {}
+    timer, epochs, seconds, results, grids = SliceTimer(), (1, 2), {}, {}, []
     for params, i in leaders(real).items():
+        epochs, grid, sliced = _settled_grid(study, cfg, seeds, runtime, len(real), timer, i, epochs)
         mine = dict(zip(CORNERS[:3], timer.time([sliced[c][i] for c in CORNERS[:3]])))
         if rest_grows({c: t for c, (t, _) in mine.items()}):
             mine["lo", "small"] = timer.time([sliced["lo", "small"][i]])[0]
         seconds[params] = unit_seconds(grid, {c: t for c, (t, _) in mine.items()}) / len(real[i].seeds)
-        results[params] = mine["hi", "top"][1]
+        results[params], grids = mine["hi", "top"][1], grids + [grid]
     bound = is_upper_bound(cfg)
     estimates = tuple(UnitEstimate(u, seconds[u.params] * len(u.seeds), bound) for u in real)
     replicas = [with_seeds(results[u.params], u.seeds) for u in real]
-    return StudyEstimate(name, estimates, _analysis_s(study, grid["hi", "top"].config, seeds, runtime, replicas, folder))
+    return StudyEstimate(name, estimates, _analysis_s(study, grids[0]["hi", "top"].config, seeds, runtime, replicas,
+                                                      folder))
 
 
-def _settled_grid(study, cfg, seeds, runtime, n_units: int, timer: "SliceTimer") -> tuple[dict, dict]:
-    """({corner: Slice}, {corner: its units}): the larger budget grown until both budgets train the
-    first unit as the same number of fits (a study may train one recipe for two arms when a short
-    budget makes them alike) and what it adds to the smaller one's training stands MIN_SLOPE_S above
-    the timing noise, or the budget is whole, or MAX_SLICE_EPOCHS, or a slice trains MAX_SLICE_S (a
-    stop rule that ends a slice early adds nothing however many epochs it is given). Each growth
-    times one new slice: the smaller budget is the last one's larger (its timing kept)."""
-    sizes, epochs = data_sizes(cfg, runtime), (1, 2)
+def _settled_grid(study, cfg, seeds, runtime, n_units: int, timer: "SliceTimer", index: int = 0,
+                  epochs: tuple[int, int] = (1, 2)) -> tuple[tuple[int, int], dict, dict]:
+    """(epochs, {corner: Slice}, {corner: its units}) for the unit at `index`, from `epochs` on: the
+    larger budget grown until both budgets train the unit as the same number of fits (a study may
+    train one recipe for two arms when a short budget makes them alike) and what it adds to the
+    smaller one's training stands MIN_SLOPE_S above the timing noise or trains MAX_SLICE_S (a stop
+    rule that ends a slice early adds nothing however many epochs it is given), or the budget is
+    whole, or MAX_SLICE_EPOCHS. Each growth times one new slice: the smaller budget is the last
+    one's larger (its timing kept)."""
+    sizes = data_sizes(cfg, runtime)
     while True:
         epochs, grid = slices(cfg, sizes, epochs)
         sliced = {corner: study.work_units(s.config, seeds, runtime) for corner, s in grid.items()}
         if any(len(units) != n_units for units in sliced.values()):
             raise UsageError(f"{study.name}: its units change with the epoch budget or data size; cannot estimate it")
-        (small, _), (large, _) = timer.time([sliced["lo", "top"][0], sliced["hi", "top"][0]])
-        added = large.budgeted() - small.budgeted()
-        whole = grid["hi", "top"].budget >= 1.0 or epochs[1] > MAX_SLICE_EPOCHS or large.budgeted() >= MAX_SLICE_S
-        if (added >= MIN_SLOPE_S and small.fits == large.fits) or whole:
-            return grid, sliced
-        epochs = (epochs[1], grown(epochs, added if small.fits == large.fits else 0.0))
+        (small, _), (large, _) = timer.time([sliced["lo", "top"][index], sliced["hi", "top"][index]])
+        added, alike = large.budgeted() - small.budgeted(), small.fits == large.fits
+        whole = grid["hi", "top"].budget >= 1.0 or epochs[1] > MAX_SLICE_EPOCHS
+        if (alike and (added >= MIN_SLOPE_S or large.budgeted() >= MAX_SLICE_S)) or whole:
+            return epochs, grid, sliced
+        epochs = (epochs[1], grown(epochs, added if alike else 0.0))
 
 
 def grown(epochs: tuple[int, int], added: float) -> int:
