@@ -1,7 +1,7 @@
 """A timed slice of each CNN study at paper settings against what `dlstudies plan` estimates for it.
 
     python benchmarks/paper.py [--studies random-labels sensitivity interpolation] [--epochs 2]
-                               [--n 2000] [--seeds 10] [--repeats 1] [--device cpu]
+                               [--n 2000] [--seeds 10] [--repeats 1] [--device cpu] [--set KEY=VALUE ...]
 
 Each study's paper preset, with `epochs`, `n_train` and `n_test` cut (and sensitivity's step budget
 `max_steps` by as much as its epochs and samples together; the rest as at paper: widths, batch sizes, measures, seeds
@@ -67,14 +67,17 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="more settings, as `dlstudies run --set` (e.g. batch_sizes=256,512 to time fewer kinds of unit)")
     args = p.parse_args()
     torch.set_num_threads(1)
     runtime = Runtime(device=args.device)
-    print(f"paper settings with epochs={args.epochs}, n_train=n_test={args.n}, {args.seeds} seeds, device {args.device}")
+    print(f"paper settings with epochs={args.epochs}, n_train=n_test={args.n}, {args.seeds} seeds, device {args.device}"
+          + "".join(f", {kv}" for kv in args.set))
     print(f"{'study':<16} {'estimate':>10} {'measured':>10} {'ratio':>7}")
     worst = 1.0
     for name in args.studies:
-        cut = overrides(name, args.epochs, args.n)
+        cut = overrides(name, args.epochs, args.n) + args.set
         predicted, measured = one_study(name, cut, tuple(range(args.seeds)), runtime, args.repeats)
         ratio = predicted / measured
         worst = max(worst, ratio, 1 / ratio)
