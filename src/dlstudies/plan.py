@@ -7,9 +7,9 @@ thread (`time.process_time`), as *slices*: the same Config with its training bud
 named `*epochs`, and TRAINING_STEPS) cut to a smaller and a larger number of epochs' worth and its
 data (n_train, n_test, every `*_n` sample count) cut to SLICE_SAMPLES (or twice the largest training
 batch) and half as many; dlstudies.costs turns three or four such slices into the real unit's
-seconds. The larger budget grows until what it adds to the first unit's training stands above the
-noise. A stop-rule study (a `max_*` budget) may stop earlier: its estimate is an upper bound, marked
-`≤`. The analysis and figures of each study are timed on the slices' results replicated to every
+seconds. For each kind the larger budget grows until both budgets train it as the same fits and
+what it adds to the training stands above the noise. A stop-rule study (a `max_*` budget) may stop
+earlier: its estimate is an upper bound, marked `≤`. The analysis and figures of each study are timed on the slices' results replicated to every
 unit, the report once, and start-up is what this process spent importing and loading data. The
 studies are timed on as many processes as the run has workers. Wall time with N workers: each
 study's units scheduled longest first on N workers (as the runner does), studies one after another.
@@ -224,24 +224,23 @@ def leaders(units: list[Unit]) -> dict[tuple, int]:
 
 
 def estimate_study(name: str, cfg, seeds: tuple[int, ...], runtime: Runtime, folder: Path) -> StudyEstimate:
-    """Time one unit of each shape as three corners of its slice grid (four where its rest grows
-    with the budget), the others of its shape by their seeds, then the analysis on the larger
+    """Time one unit of each kind (params) as three corners of its slice grid (four where its rest
+    grows with the budget), the others of its kind by their seeds, then the analysis on the larger
     budget's results at the larger data size."""
     study = STUDIES.get(name)
     real = study.work_units(cfg, seeds, runtime)
-    timer, epochs, seconds, results, grids = SliceTimer(), (1, 2), {}, {}, []
+    timer, epochs, seconds, results, first = SliceTimer(), (1, 2), {}, {}, None
     for params, i in leaders(real).items():
         epochs, grid, sliced = _settled_grid(study, cfg, seeds, runtime, len(real), timer, i, epochs)
         mine = dict(zip(CORNERS[:3], timer.time([sliced[c][i] for c in CORNERS[:3]])))
         if rest_grows({c: t for c, (t, _) in mine.items()}):
             mine["lo", "small"] = timer.time([sliced["lo", "small"][i]])[0]
         seconds[params] = unit_seconds(grid, {c: t for c, (t, _) in mine.items()}) / len(real[i].seeds)
-        results[params], grids = mine["hi", "top"][1], grids + [grid]
+        results[params], first = mine["hi", "top"][1], first or grid
     bound = is_upper_bound(cfg)
     estimates = tuple(UnitEstimate(u, seconds[u.params] * len(u.seeds), bound) for u in real)
     replicas = [with_seeds(results[u.params], u.seeds) for u in real]
-    return StudyEstimate(name, estimates, _analysis_s(study, grids[0]["hi", "top"].config, seeds, runtime, replicas,
-                                                      folder))
+    return StudyEstimate(name, estimates, _analysis_s(study, first["hi", "top"].config, seeds, runtime, replicas, folder))
 
 
 def _settled_grid(study, cfg, seeds, runtime, n_units: int, timer: "SliceTimer", index: int = 0,
