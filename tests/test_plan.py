@@ -307,13 +307,16 @@ def test_each_shape_is_timed_at_budgets_that_train_it_alike(monkeypatch, tmp_pat
 
     def time_slice(unit):
         timed_epochs.append((len(unit.param("arms")), unit.config.epochs))
-        return plan_module.Timing(*cost(unit)), {"runs": []}
+        return plan_module.Timing(*cost(unit)), {"runs": [], "epochs": unit.config.epochs}
 
+    analysed = []
     monkeypatch.setattr(plan_module, "_time_slice", time_slice)
-    monkeypatch.setattr(plan_module, "_analysis_s", lambda *args: 0.0)
+    monkeypatch.setattr(plan_module, "_analysis_s", lambda study, cfg, seeds, runtime, results, folder:
+                        analysed.extend(r["epochs"] for r in results) or 0.0)
     cfg = study_config("sensitivity", "paper", ["epochs=10", "max_steps=20000", "n_train=20000",
                                                 "arms=equal-epochs,equal-steps,linear-lr"])
     est = estimate_study("sensitivity", cfg, tuple(range(5)), Runtime(), tmp_path)
     for u in est.units:
         assert u.seconds == pytest.approx(cost(u.unit)[0], rel=0.05), u.unit.params
     assert min(e for arms, e in timed_epochs if arms == 3) >= 1 and max(e for arms, e in timed_epochs if arms == 3) >= 4
+    assert len(set(analysed)) == 1  # the analysis sees every kind at one budget, however far a kind grew

@@ -225,18 +225,20 @@ def leaders(units: list[Unit]) -> dict[tuple, int]:
 
 def estimate_study(name: str, cfg, seeds: tuple[int, ...], runtime: Runtime, folder: Path) -> StudyEstimate:
     """Time one unit of each kind (params) as three corners of its slice grid (four where its rest
-    grows with the budget), the others of its kind by their seeds, then the analysis on the larger
-    budget's results at the larger data size."""
+    grows with the budget), the others of its kind by their seeds, then the analysis on the results
+    of every kind at the first kind's larger budget and data size (one budget for all: the figures
+    draw their curves side by side)."""
     study = STUDIES.get(name)
     real = study.work_units(cfg, seeds, runtime)
-    timer, epochs, seconds, results, first = SliceTimer(), (1, 2), {}, {}, None
-    for params, i in leaders(real).items():
-        epochs, grid, sliced = _settled_grid(study, cfg, seeds, runtime, len(real), timer, i, epochs)
+    timer, seconds, results = SliceTimer(), {}, {}
+    start, first, first_sliced = _settled_grid(study, cfg, seeds, runtime, len(real), timer)
+    for params, i in leaders(real).items():  # each from the first kind's budgets: its slices there are timed
+        _, grid, sliced = _settled_grid(study, cfg, seeds, runtime, len(real), timer, i, start)
         mine = dict(zip(CORNERS[:3], timer.time([sliced[c][i] for c in CORNERS[:3]])))
         if rest_grows({c: t for c, (t, _) in mine.items()}):
             mine["lo", "small"] = timer.time([sliced["lo", "small"][i]])[0]
         seconds[params] = unit_seconds(grid, {c: t for c, (t, _) in mine.items()}) / len(real[i].seeds)
-        results[params], first = mine["hi", "top"][1], first or grid
+        results[params] = timer.time([first_sliced["hi", "top"][i]])[0][1]
     bound = is_upper_bound(cfg)
     estimates = tuple(UnitEstimate(u, seconds[u.params] * len(u.seeds), bound) for u in real)
     replicas = [with_seeds(results[u.params], u.seeds) for u in real]
