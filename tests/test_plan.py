@@ -307,7 +307,7 @@ def test_each_shape_is_timed_at_budgets_that_train_it_alike(monkeypatch, tmp_pat
 
     def time_slice(unit):
         timed_epochs.append((len(unit.param("arms")), unit.config.epochs))
-        return plan_module.Timing(*cost(unit)), {"runs": [], "epochs": unit.config.epochs}
+        return Timing(*cost(unit)), {"runs": [], "epochs": unit.config.epochs}
 
     analysed = []
     monkeypatch.setattr(plan_module, "_time_slice", time_slice)

@@ -53,13 +53,13 @@ def training_seconds(t: dict, f: tuple[float, float], g: tuple[float, float]) ->
     return a + c + d
 
 
-def rest_seconds(t: dict, f: tuple[float, float], g: tuple[float, float], floor: float) -> float:
+def rest_seconds(t: dict, f: tuple[float, float], g: tuple[float, float]) -> float:
     """The rest of the real unit (measures, evaluations) from the corners {corner: seconds}: it costs
-    a + b·g + f·(c + d·g), its growth with the budget counted only above `floor` (measures run once
-    per trained model, whatever its epochs); where it does not grow, the three corners of `training`
-    decide it (the fourth, ("lo", "small"), is then not needed)."""
+    a + b·g + f·(c + d·g) where the fourth corner, ("lo", "small"), was timed (it is where `rest_grows`);
+    else a + b·g, from the three corners of `training` (measures run once per trained model,
+    whatever its epochs)."""
     b_hi = _slope(t["hi", "small"], t["hi", "top"], *g)
-    if _slope(t["lo", "top"], t["hi", "top"], *f, floor) == 0.0:
+    if ("lo", "small") not in t:
         return max(0.0, t["hi", "top"] - b_hi * g[1]) + b_hi
     b_lo = _slope(t["lo", "small"], t["lo", "top"], *g)
     d = _slope(b_lo, b_hi, *f)  # how the growth with the samples grows with the budget
@@ -85,8 +85,9 @@ def rest_floor(timings: dict) -> float:
 
 
 def unit_seconds(grid: dict, timings: dict) -> float:
-    """Seconds of a real unit from its slices {corner: Timing} (three or four corners of `grid`)."""
+    """Seconds of a real unit from its slices {corner: Timing}: three corners of `grid`, and the
+    fourth where its rest grows with the budget (`rest_grows`)."""
     f = (grid["lo", "top"].budget, grid["hi", "top"].budget)
     g = (grid["hi", "small"].data, grid["hi", "top"].data)
     part = lambda i: {corner: t.parts()[i] for corner, t in timings.items()}  # noqa: E731
-    return training_seconds(part(0), f, g) + rest_seconds(part(1), f, g, rest_floor(timings))
+    return training_seconds(part(0), f, g) + rest_seconds(part(1), f, g)
