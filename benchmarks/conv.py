@@ -1,6 +1,6 @@
 """Stacked convolutions at the studies' paper shapes: each alternative's rate, and a training step.
 
-    python benchmarks/conv.py [--repeats 5] [--steps-only | --layers-only]
+    python benchmarks/conv.py [--repeats 5] [--steps-only | --layers-only | --gradients-only]
 
 Part 1, per convolution layer of the CNNs of random-labels (Fashion-MNIST 28x28, channels (8, 16),
 batch 100, M = 10, 5 and 1) and sensitivity / interpolation (channels (8, 32), M = 10, micro-batches
@@ -19,6 +19,12 @@ Part 2, one training step as the engine takes it (`_batch_grad`: forward + backw
 stack, micro-batches as `micro_size` sets them) of each study's paper CNN, the engine's layout
 before ("grouped", ReLU before max-pooling) against now ("members", max-pooling first).
 
+Part 3, the same step with the gradient taken as before ("gathered": torch.autograd.grad of each
+layer, one cat into an (M, P) tensor; the whole network per micro-batch, the micro-batches' (M, P)
+gradients summed) against now (`_batch_grad`: each layer's gradient added in place into the stack's
+one buffer; the convolutions per micro-batch, the dense head on the whole batch); the gradients are
+checked to agree (bitwise without micro-batches, to float32 rounding with them).
+
 CPU time of one thread (`time.process_time`), minimum of repeats interleaved across the alternatives.
 """
 
@@ -34,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlstudies.engine import TrainSpec, fixed_epochs
+from dlstudies.engine.spec import batches
 from dlstudies.engine.batched import _batch_grad, micro_size
 from dlstudies.engine.losses import LOSSES
 from dlstudies.models import conv, stacked
@@ -144,6 +151,9 @@ STEPS = [  # (study, image shape, channels, hidden, batch, members)
     ("random-labels", PAPER, (8, 16), (100, 80), 100, 1),
     *[("sensitivity", PAPER, (8, 32), (256, 128), b, 10) for b in (32, 64, 128, 256, 512)],
     ("interpolation", PAPER, (8, 32), (256, 128), 75, 10), ("interpolation", PAPER, (8, 32), (256, 128), 500, 10),
+    # the paper presets' stacks: 5 seeds (seed_chunk)
+    *[("sensitivity", PAPER, (8, 32), (256, 128), b, 5) for b in (32, 64, 128, 256, 512)],
+    ("interpolation", PAPER, (8, 32), (256, 128), 75, 5), ("interpolation", PAPER, (8, 32), (256, 128), 500, 5),
     # default scale: the studies' CNNs on 8x8 digits, which `run all` trains
     ("random-labels", DEFAULT, (16, 32), (256, 256), 50, 10), ("random-labels", DEFAULT, (16, 32), (256, 256), 50, 1),
     *[("sensitivity", DEFAULT, (8, 32), (256, 128), b, 10) for b in (32, 512)],
@@ -166,7 +176,7 @@ def layout(name: str):
         stacked.COMMUTING.update(saved[1])
 
 
-def _step(shape, channels, hidden, batch: int, M: int, name: str):
+def _step(shape, channels, hidden, batch: int, M: int, name: str, batch_grad=_batch_grad):
     with layout(name):
         net = StackedNet(build_members(lambda: cnn(shape, channels, hidden, 10), range(M)))
     g = torch.Generator().manual_seed(1)
@@ -177,8 +187,35 @@ def _step(shape, channels, hidden, batch: int, M: int, name: str):
 
     def run():
         with layout(name):
-            return _batch_grad(net, loss_fn, x, y, rows, micro)
+            return batch_grad(net, loss_fn, x, y, rows, micro)
     return run, micro
+
+
+def _gathered(net: StackedNet, loss_fn, x, y, rows, micro: int):
+    """The engine's step before its gradient buffer: whole network per micro-batch, gathered and summed."""
+    total, grad = 0.0, 0.0
+    for part in [slice(0, rows.shape[1])] if not micro else batches(rows.shape[1], micro):
+        r = rows[:, part]
+        losses = loss_fn(net.forward(x[r], training=True), y[r]) * ((part.stop - part.start) / rows.shape[1])
+        grads = torch.autograd.grad(losses.sum(), [net.params[n] for n in net.names])
+        total, grad = total + losses.detach(), grad + torch.cat([g.reshape(net.M, -1) for g in grads], 1)
+    return total, grad
+
+
+def gradient_table(repeats: int) -> None:
+    print("| study | image | batch | M | micro-batch | gathered ms | buffer ms | speedup |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for study, shape, channels, hidden, batch, M in STEPS:
+        now, micro = _step(shape, channels, hidden, batch, M, "members")
+        before, _ = _step(shape, channels, hidden, batch, M, "members", _gathered)
+        expected = before()[1]
+        if micro:
+            torch.testing.assert_close(now()[1], expected, rtol=1e-3, atol=1e-5)
+        else:
+            assert torch.equal(now()[1], expected)
+        t = _best({"before": lambda: before()[1].sum(), "now": lambda: now()[1].sum()}, repeats)
+        print(f"| {study} | {shape[1]}x{shape[2]} | {batch} | {M} | {micro or '-'} | {t['before'] * 1e3:.1f} | {t['now'] * 1e3:.1f} "
+              f"| {t['before'] / t['now']:.2f}x |", flush=True)
 
 
 def step_table(repeats: int) -> None:
@@ -193,21 +230,22 @@ def step_table(repeats: int) -> None:
               f"| {t['before'] / t['now']:.2f}x |", flush=True)
 
 
+PARTS = {"layers": layer_table, "steps": step_table, "gradients": gradient_table}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=5)
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--steps-only", action="store_true")
-    which.add_argument("--layers-only", action="store_true")
+    for part in PARTS:
+        which.add_argument(f"--{part}-only", dest="only", action="store_const", const=part)
     args = p.parse_args()
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, 1 thread, float32, CPU time, min of {args.repeats} interleaved repeats\n")
-    if not args.steps_only:
-        layer_table(args.repeats)
-        print()
-    if not args.layers_only:
-        step_table(args.repeats)
-
+    for part, table in PARTS.items():
+        if args.only in (None, part):
+            table(args.repeats)
+            print()
 
 if __name__ == "__main__":
     main()

@@ -36,9 +36,9 @@ from dlstudies.models.stacked import StackedNet
 from dlstudies.optim import OptSpec, StackedOptimizer
 
 PATHS = ("auto", "kernel", "fused", "autograd")
-# Samples per forward/backward of a CNN's large batch on the autograd path, gradients summed: measured
-# (benchmarks/probes.py), a batch of 512 as 8 x 64 runs about 2x faster per step on one
-# thread, its activations staying in the cache.
+# Samples per forward/backward of a CNN's convolutions within a large batch on the autograd path:
+# measured (benchmarks/probes.py), a batch of 512 as 8 x 64 runs about 2x faster per step on one
+# thread, its activations staying in the cache; 32-64 are the fastest of 16-512 (benchmarks/conv.py).
 MICRO_BATCH = 64
 
 
@@ -176,7 +176,8 @@ def _join(traces: list[dict]) -> dict[str, np.ndarray] | None:
 
 
 def micro_size(net: StackedNet, spec: TrainSpec) -> int:
-    """Samples per forward/backward within a batch; 0: the whole batch. Never with BatchNorm (its
+    """Samples per forward/backward of the layers before the dense head (`_batch_grad`) within a
+    batch; 0: the whole batch. Never with BatchNorm (its
     statistics are the whole batch's). Auto (`spec.micro_batch` None): MICRO_BATCH for CNNs on the CPU,
     whose activations outgrow the cache; MLPs and GPUs keep whole batches."""
     names = {type(m).__name__ for m in net.template.modules()}
@@ -189,17 +190,23 @@ def micro_size(net: StackedNet, spec: TrainSpec) -> int:
 
 
 def _batch_grad(net: StackedNet, loss_fn, x, y, rows, micro: int):
-    """(each member's mean loss over the batch, the flat gradient of their sum); in micro-batches,
-    each one's loss weighted by its share of the batch, their gradients summed: the batch's gradient."""
-    if not micro:
-        losses = loss_fn(net.forward(x[rows], training=True), y[rows])
-        return losses.detach(), net.flat_grad(losses.sum())
-    total, grad = 0.0, 0.0
-    for part in batches(rows.shape[1], micro):
-        r = rows[:, part]
-        losses = loss_fn(net.forward(x[r], training=True), y[r]) * ((part.stop - part.start) / rows.shape[1])
-        total, grad = total + losses.detach(), grad + net.flat_grad(losses.sum())
-    return total, grad
+    """(each member's mean loss over the batch, the flat gradient of their sum: net's buffer, valid
+    until the next step). With micro-batches the layers before the dense head (a CNN's convolutions)
+    run on `micro` samples at a time, whose activations stay in the cache, and autograd sums their
+    gradients over the micro-batches; the head runs on the whole batch, one matrix product per
+    layer. Measured on the paper CNNs (benchmarks/conv.py), 1.05-1.2x faster than the whole network
+    per micro-batch with the micro-batches' gradients summed, which computed the head's (M, P)-sized
+    gradients once per micro-batch."""
+    grad, k = net.zero_grad(), net.head_start
+    if micro:
+        parts = batches(rows.shape[1], micro)
+        features = torch.cat([net.forward(x[rows[:, part]], True, slice(0, k)) for part in parts], 1)
+        out = net.forward(features, True, slice(k, None))
+    else:
+        out = net.forward(x[rows], training=True)
+    losses = loss_fn(out, y[rows])
+    net.accumulate_grad(losses.sum())
+    return losses.detach(), grad
 
 
 def _epoch(net, opt, x, y, idx, spec: TrainSpec, tracing: bool, micro: int = 0):

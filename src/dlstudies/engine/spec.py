@@ -24,7 +24,7 @@ class TrainSpec:
     probes: tuple[Probe, ...] = field(default_factory=tuple)
     device: str = "cpu"
     snapshot_every: int = 0  # keep every member's parameters at epochs 0, k, 2k, ... (0: none)
-    micro_batch: int | None = None  # samples per forward/backward on the autograd path; None: auto, 0: whole batches
+    micro_batch: int | None = None  # samples per forward/backward of the layers before the dense head (autograd path); None: auto, 0: whole batches
 
     def __post_init__(self):
         if self.batch_size < 1:

@@ -7,6 +7,7 @@ elementwise kernels over all members at once) and each layer sees a view of it s
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import torch
@@ -56,25 +57,51 @@ class StackedNet:
         self.buffers = {n: torch.stack([dict(m.named_buffers())[n] for m in members]).clone()
                         for n, _ in self.template.named_buffers()}
         self.params = self._views()
+        self.grad: torch.Tensor | None = None  # (M, P), made by the first zero_grad
         self.layers = _commuted([(layer, _children_of(self.params, name), _children_of(self.buffers, name))
                                  for name, layer in self.template.named_children()])
+        # Where the dense head starts (the first Linear layer; 0 for an MLP, len(layers) for none).
+        types = [type(layer).__name__ for layer, _, _ in self.layers]
+        self.head_start = types.index("Linear") if "Linear" in types else len(types)
 
-    def _views(self) -> dict[str, torch.Tensor]:
-        # Leaf views into `flat`: autograd gives one gradient per layer, the optimizer updates `flat`.
+    def _views_of(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         views = {}
         for n in self.names:
             off, size = self.offsets[n], int(torch.Size(self.shapes[n]).numel())
-            views[n] = self.flat[:, off:off + size].view(self.M, *self.shapes[n]).requires_grad_()
+            views[n] = flat[:, off:off + size].view(self.M, *self.shapes[n])
         return views
 
-    def forward(self, x: torch.Tensor, training: bool = False) -> torch.Tensor:
-        for layer, p, b in self.layers:
+    def _views(self) -> dict[str, torch.Tensor]:
+        # Leaf views into `flat`: autograd gives one gradient per layer, the optimizer updates `flat`.
+        return {n: v.requires_grad_() for n, v in self._views_of(self.flat).items()}
+
+    def forward(self, x: torch.Tensor, training: bool = False, layers: slice = slice(None)) -> torch.Tensor:
+        for layer, p, b in self.layers[layers]:
             x = STACKED_LAYERS.get(type(layer).__name__)(layer, p, b, x, training)
         return x
 
-    def flat_grad(self, loss: torch.Tensor) -> torch.Tensor:
-        grads = torch.autograd.grad(loss, [self.params[n] for n in self.names])
-        return torch.cat([g.reshape(self.M, -1) for g in grads], 1)
+    def zero_grad(self) -> torch.Tensor:
+        """The (M, P) gradient buffer, zeroed; `accumulate_grad` adds into it. One buffer per net,
+        reused every step: read it before the next zero_grad."""
+        if self.grad is None:
+            self.grad = torch.zeros_like(self.flat)
+            for n, view in self._views_of(self.grad).items():
+                self.params[n].grad = view
+        else:
+            self.grad.zero_()
+        return self.grad
+
+    def accumulate_grad(self, loss: torch.Tensor) -> None:
+        """Adds the gradient of `loss` into the buffer of `zero_grad`. Each layer's gradient is added
+        in place into its slice of the buffer (autograd accumulates into an existing .grad), so no
+        (M, P) gradient is allocated and copied per step: a step of the paper CNNs runs 1.1-1.3x
+        faster than gathering the layers' gradients with one cat (benchmarks/conv.py), with bitwise
+        the same values (0 + g is g; micro-batches are summed in the same order)."""
+        with warnings.catch_warnings():
+            # The buffer's slices are strided like the parameters' views, not contiguous: torch warns
+            # that this breaks its layout contract, which costs nothing here (checked in the benchmark).
+            warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
+            loss.backward()
 
     def member_state(self, i: int) -> dict[str, torch.Tensor]:
         """Member i's parameters and buffers as a state dict for the template architecture."""
