@@ -42,10 +42,11 @@ def test_makespan_is_longest_first_on_the_first_free_worker(costs, workers):
     assert max(costs) <= makespan(costs, workers) <= sum(costs)
 
 
-def test_plan_command_prints_units_and_the_total_last(capsys):
-    code = main(["plan", "grad-norm", "optimizers", "--scale", "smoke", "--seeds", "2", "--workers", "1"])
+def test_plan_command_prints_units_and_the_total_last(capsys, tmp_path):
+    code = main(["plan", "grad-norm", "optimizers", "--scale", "smoke", "--seeds", "2", "--workers", "1", "--out", str(tmp_path)])
     lines = capsys.readouterr().out.strip().splitlines()
     assert code == 0
+    assert lines[-2] == f"kept in {tmp_path / 'plan.json'}" and (tmp_path / "plan.json").exists()
     assert TOTAL.match(lines[-1]) and TOTAL.match(lines[-1]).group(1) == "1"
     study_lines = {line.split()[0]: line for line in lines[:2]}
     assert set(study_lines) == {"grad-norm", "optimizers"}
@@ -54,10 +55,11 @@ def test_plan_command_prints_units_and_the_total_last(capsys):
     assert any(line.startswith("≤: an upper bound") for line in lines)
 
 
-def test_plan_times_studies_on_its_workers(capsys):
+def test_plan_times_studies_on_its_workers(capsys, tmp_path):
     """With --workers 2 the studies are timed in two processes, as the run's units would be; the
     lines come back in the order asked for."""
-    code = main(["plan", "weight-trajectory", "grad-norm", "--scale", "smoke", "--seeds", "2", "--workers", "2"])
+    code = main(["plan", "weight-trajectory", "grad-norm", "--scale", "smoke", "--seeds", "2", "--workers", "2",
+                 "--out", str(tmp_path)])
     lines = capsys.readouterr().out.strip().splitlines()
     assert code == 0 and TOTAL.match(lines[-1]).group(1) == "2"
     assert [line.split()[0] for line in lines[:2]] == ["weight-trajectory", "grad-norm"]
@@ -320,3 +322,55 @@ def test_each_shape_is_timed_at_budgets_that_train_it_alike(monkeypatch, tmp_pat
         assert u.seconds == pytest.approx(cost(u.unit)[0], rel=0.05), u.unit.params
     assert min(e for arms, e in timed_epochs if arms == 3) >= 1 and max(e for arms, e in timed_epochs if arms == 3) >= 4
     assert len(set(analysed)) == 1  # the analysis sees every kind at one budget, however far a kind grew
+
+
+def _synthetic_plan(cfg, seeds):
+    from dlstudies.plan import Plan, StudyEstimate, UnitEstimate
+
+    units = STUDIES.get("optimizers").work_units(cfg, seeds, Runtime())
+    study = StudyEstimate("optimizers", tuple(UnitEstimate(u, 10.0 + i, i == 0) for i, u in enumerate(units)), 3.0)
+    return Plan((study,), 2.0, 1.0, 2)
+
+
+def test_a_kept_plan_is_what_run_prints_for_exactly_its_units(tmp_path, monkeypatch, capsys):
+    from dlstudies.plan import PLAN_FILE, keep, kept_plan, plan_lines
+
+    cfg, seeds_of = study_config("optimizers", "smoke", []), lambda name: (0, 1)
+    made = _synthetic_plan(cfg, (0, 1))
+    keep(made, {"optimizers": cfg}, seeds_of, tmp_path)
+    found, _ = kept_plan({"optimizers": cfg}, seeds_of, Runtime(), 2, tmp_path)
+    assert found.unit_seconds() == made.unit_seconds() and plan_lines(found) == plan_lines(made)
+    cost = announce_plan({"optimizers": cfg}, "smoke", 2, Runtime(), 2, out=tmp_path, fresh=False)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("estimate (from `dlstudies plan`") and err[1:] == plan_lines(made)
+    assert cost == made.unit_seconds()
+    # Other seeds, another setting, another machine, a damaged file: none of it is this run's.
+    assert kept_plan({"optimizers": cfg}, lambda name: (0, 1, 2), Runtime(), 2, tmp_path) is None
+    other = study_config("optimizers", "smoke", ["max_epochs=7"])
+    assert kept_plan({"optimizers": other}, seeds_of, Runtime(), 2, tmp_path) is None
+    assert announce_plan({"optimizers": other}, "smoke", 2, Runtime(), 2, out=tmp_path, fresh=False) is None
+    assert capsys.readouterr().err.startswith("estimate: none kept in ")
+    monkeypatch.setattr(plan_module, "machine", lambda: {"host": "elsewhere"})
+    assert kept_plan({"optimizers": cfg}, seeds_of, Runtime(), 2, tmp_path) is None
+    monkeypatch.undo()
+    (tmp_path / PLAN_FILE).write_text('{"machine": ' + __import__("json").dumps(plan_module.machine()) + ', "units": 3}')
+    assert kept_plan({"optimizers": cfg}, seeds_of, Runtime(), 2, tmp_path) is None
+
+
+def test_plans_of_several_commands_are_merged(tmp_path):
+    from dlstudies.plan import keep, kept_plan
+
+    cfg = study_config("optimizers", "smoke", [])
+    keep(_synthetic_plan(cfg, (0,)), {"optimizers": cfg}, lambda name: (0,), tmp_path)
+    keep(_synthetic_plan(cfg, (0, 1)), {"optimizers": cfg}, lambda name: (0, 1), tmp_path)
+    assert kept_plan({"optimizers": cfg}, lambda name: (0,), Runtime(), 1, tmp_path) is not None
+    assert kept_plan({"optimizers": cfg}, lambda name: (0, 1), Runtime(), 1, tmp_path) is not None
+
+
+def test_a_plan_that_cannot_be_kept_is_still_printed(capsys, tmp_path):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    assert main(["plan", "grad-norm", "--scale", "smoke", "--seeds", "1", "--workers", "1", "--out", str(blocked)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-2].startswith(f"not kept in {blocked}: ") and TOTAL.match(lines[-1])
+    assert blocked.read_text() == "not a folder"

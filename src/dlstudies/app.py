@@ -166,16 +166,31 @@ def estimate_run(names, scale, seeds, data, overrides, runtime: Runtime, backend
     return estimate(configs, lambda name: seed_ids(name, scale, seeds), runtime, workers)
 
 
-def announce_plan(configs: dict, scale: str, seeds, runtime: Runtime, workers: int, quiet: bool = False) -> dict | None:
+def announce_plan(configs: dict, scale: str, seeds, runtime: Runtime, workers: int, quiet: bool = False,
+                  out: Path | None = None, fresh: bool = True) -> dict | None:
     """Print the run's estimate (as `dlstudies plan`; not when `quiet`) before it starts; {unit:
-    seconds} for the runner's order. Not at smoke: there the timed slices would cost about as much as the run."""
-    if scale == "smoke":
-        return None
-    from dlstudies.plan import plan_lines
+    seconds} for the runner's order, or None without one. `fresh`: time it now (not at smoke, where
+    the timed slices would cost about as much as the run) and keep it in `out`; else the one a
+    `dlstudies plan` kept in `out` for exactly these units, if any."""
+    from dlstudies.plan import PLAN_FILE, keep, kept_plan, plan_lines
 
-    estimate = estimate_run([], scale, seeds, None, [], runtime, workers=workers, configs=configs)
+    seeds_of = lambda name: seed_ids(name, scale, seeds)  # noqa: E731
+    if fresh:
+        if scale == "smoke":
+            return None
+        estimate, header = estimate_run([], scale, seeds, None, [], runtime, workers=workers, configs=configs), "estimate:"
+        if out is not None:
+            keep(estimate, configs, seeds_of, out)
+    else:
+        kept = kept_plan(configs, seeds_of, runtime, workers, out)
+        if kept is None:
+            if not quiet:
+                print(f"estimate: none kept in {out / PLAN_FILE} for this run; `dlstudies plan` with the same "
+                      "arguments makes one (or add --estimate)", file=sys.stderr, flush=True)
+            return None
+        estimate, header = kept[0], f"estimate (from `dlstudies plan`, {kept[1]}):"
     if not quiet:
-        print("\n".join(["estimate:", *plan_lines(estimate)]), file=sys.stderr, flush=True)
+        print("\n".join([header, *plan_lines(estimate)]), file=sys.stderr, flush=True)
     return estimate.unit_seconds()
 
 
@@ -195,7 +210,7 @@ def run_many(names, scale, seeds, data, overrides, runtime: Runtime, out: Path, 
     from dlstudies.report import render_report
 
     configs = plan(names, scale, seeds, data, overrides, runtime, backend, workers, **opts)
-    cost = announce_plan(configs, scale, seeds, runtime, workers, quiet) if estimate else None
+    cost = announce_plan(configs, scale, seeds, runtime, workers, quiet, out, fresh=estimate)
     # Opened once for all studies, and before the first write: an unreachable scheduler is bad input too.
     with EXECUTORS.get(backend)(workers=workers, **opts) as execute, writing(out, wait) as held:
         check_writable(out, list(configs))

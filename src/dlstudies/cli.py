@@ -94,8 +94,9 @@ def _run_flags(run: argparse.ArgumentParser) -> None:
                      help="address of a running dask scheduler, e.g. tcp://host:8786 (with --backend dask; docs/cluster.md)")
     run.add_argument("--quiet", action="store_true", help="no progress bar or per-study lines; only the report line")
     run.add_argument("--estimate", action="store_true",
-                     help="first time a few steps of every unit and print the estimate (as `dlstudies plan`); "
-                          "units then start longest first")
+                     help="first time a few steps of every unit and print the estimate (as `dlstudies plan`, and "
+                          "keep it in OUT/plan.json); without it, run prints the estimate a `dlstudies plan` kept "
+                          "there for these units. Units start longest first")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -112,7 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("--mirror", default=None, metavar="URL", help="base URL serving the files under their published .gz names")
     run = _command(sub, "run", "run studies and write results, figures and report.html")
     _run_flags(run)
-    plan = _command(sub, "plan", "the units of a run and an estimate of its time here, from a few timed steps")
+    plan = _command(sub, "plan", "the units of a run and an estimate of its time here, from a few timed steps; "
+                                 "kept in OUT/plan.json, which `run` prints as it starts")
     _run_flags(plan)  # a plan is of exactly the run the same arguments start
     rep = _command(sub, "report", "rebuild report.html from saved results, without training")
     rep.add_argument("out", type=Path, help="an output folder of `dlstudies run` (its --out)")
@@ -190,13 +192,18 @@ def _run(args, argv) -> int:
 
 
 def _plan(args, argv) -> int:
-    from dlstudies.app import estimate_run
-    from dlstudies.plan import plan_lines
+    from dlstudies.app import estimate_run, plan, seed_ids
+    from dlstudies.plan import keep, plan_lines
 
     runtime = Runtime(engine=args.engine, device=args.device, data_dir=args.data_dir)
-    estimate = estimate_run(args.studies, args.scale, args.seeds, args.data, args.overrides, runtime, args.backend,
-                            args.workers, scheduler=args.scheduler)
-    print("\n".join(plan_lines(estimate)))
+    configs = plan(args.studies, args.scale, args.seeds, args.data, args.overrides, runtime, args.backend,
+                   args.workers, scheduler=args.scheduler)
+    estimate = estimate_run([], args.scale, args.seeds, None, [], runtime, workers=args.workers, configs=configs)
+    try:  # for `run` with the same arguments to print as it starts
+        kept = f"kept in {keep(estimate, configs, lambda name: seed_ids(name, args.scale, args.seeds), args.out)}"
+    except OSError as err:
+        kept = f"not kept in {args.out}: {err.strerror or err}"
+    print("\n".join([*plan_lines(estimate)[:-1], kept, plan_lines(estimate)[-1]]))
     return 0
 
 

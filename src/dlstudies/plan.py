@@ -18,8 +18,11 @@ study's units scheduled longest first on N workers (as the runner does), studies
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import heapq
 import math
+import os
+import platform
 import tempfile
 import time
 from dataclasses import dataclass
@@ -30,7 +33,8 @@ from dlstudies.costs import CORNERS, MIN_SLOPE_S, Timing, rest_grows, unit_secon
 from dlstudies.engine import fit_seconds
 from dlstudies.errors import UsageError
 from dlstudies.studies import STUDIES
-from dlstudies.runner import execute_unit
+from dlstudies.runner import execute_unit, key_of
+from dlstudies.store import read_json, unit_key, write_json
 from dlstudies.studies.base import Unit
 
 # The mini-batch sizes a unit trains with (fields of some study's Config).
@@ -343,6 +347,60 @@ def estimate(configs: dict, seeds_of, runtime: Runtime, workers: int) -> Plan:
         _, report = timed(render_report, Path(tmp))
     studies = tuple(done[name] for name in configs)
     return Plan(studies, startup * (1 + (workers > 1)), report, workers)  # pool workers import once more
+
+
+# ---- a plan kept in the output folder -----------------------------------------------------------
+# `dlstudies plan --out OUT` keeps its estimates in OUT/plan.json, each unit under its store key (which
+# changes with its config, seeds, runtime and the code's version), so that `dlstudies run` with the
+# same arguments prints the estimate as it starts without timing anything again.
+
+PLAN_FILE = "plan.json"
+
+
+def machine() -> dict:
+    """What the kept estimates were timed on: estimates of another machine are not this one's."""
+    return {"host": platform.node(), "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()}
+
+
+def study_key(name: str, cfg, seeds) -> str:
+    return unit_key({"study": name, "config": as_dict(cfg), "seeds": list(seeds)})
+
+
+def keep(plan: Plan, configs: dict, seeds_of, out: Path) -> Path:
+    """Merge the plan's estimates into OUT/plan.json (written atomically); estimates kept there from
+    another machine are dropped."""
+    kept = read_json(out / PLAN_FILE) or {}
+    if kept.get("machine") != machine():
+        kept = {}
+    units, studies = kept.get("units", {}), kept.get("studies", {})
+    for s in plan.studies:
+        units.update({key_of(u.unit): [u.seconds, u.upper_bound] for u in s.units})
+        studies[study_key(s.name, configs[s.name], seeds_of(s.name))] = s.analysis_s
+    made = datetime.datetime.now().isoformat(timespec="minutes")
+    write_json(out / PLAN_FILE, {"machine": machine(), "made": made, "startup_s": plan.startup_s,
+                                 "report_s": plan.report_s, "units": units, "studies": studies})
+    return out / PLAN_FILE
+
+
+def kept_plan(configs: dict, seeds_of, runtime: Runtime, workers: int, out: Path) -> tuple[Plan, str] | None:
+    """(the Plan of running `configs` from OUT/plan.json, when it was made), or None unless every
+    unit and study of the run was planned there, on this machine."""
+    kept = read_json(out / PLAN_FILE)
+    try:
+        if kept.get("machine") != machine():
+            return None
+        studies = []
+        for name, cfg in configs.items():
+            units = STUDIES.get(name).work_units(cfg, tuple(seeds_of(name)), runtime)
+            found = [kept["units"].get(key_of(u)) for u in units]
+            analysis = kept["studies"].get(study_key(name, cfg, seeds_of(name)))
+            if analysis is None or None in found:
+                return None
+            studies.append(StudyEstimate(name, tuple(UnitEstimate(u, float(s), bool(b)) for u, (s, b) in zip(units, found)),
+                                         float(analysis)))
+        return Plan(tuple(studies), float(kept["startup_s"]), float(kept["report_s"]), workers), str(kept["made"])
+    except (AttributeError, KeyError, TypeError, ValueError):  # absent, or damaged outside dlstudies: no estimate
+        return None
 
 
 # ---- printing ----------------------------------------------------------------------------------

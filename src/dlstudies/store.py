@@ -62,7 +62,7 @@ class UnitStore:
         return self.folder / f"{key}.json"
 
     def load(self, key: str) -> dict | None:
-        return _load(self.path(key))
+        return read_json(self.path(key))
 
     def save(self, key: str, result: dict) -> None:
         write_json(self.path(key), result, parents=False)
@@ -70,10 +70,11 @@ class UnitStore:
 
 def units_kept(out: Path) -> int:
     """Finished units stored under `out` (every study), counted as a resume would find them."""
-    return sum(1 for f in Path(out).glob("*/units/*.json") if _load(f) is not None)
+    return sum(1 for f in Path(out).glob("*/units/*.json") if read_json(f) is not None)
 
 
-def _load(path: Path) -> dict | None:
+def read_json(path: Path) -> dict | None:
+    """The JSON object in `path`, or None where it is absent or damaged."""
     try:
         return json.loads(path.read_text())
     except (FileNotFoundError, ValueError):  # ValueError: bad JSON, or bytes that are not UTF-8
