@@ -374,3 +374,13 @@ def test_a_plan_that_cannot_be_kept_is_still_printed(capsys, tmp_path):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-2].startswith(f"not kept in {blocked}: ") and TOTAL.match(lines[-1])
     assert blocked.read_text() == "not a folder"
+
+
+def test_a_damaged_plan_file_is_replaced(tmp_path):
+    from dlstudies.plan import PLAN_FILE, keep, kept_plan
+
+    cfg = study_config("optimizers", "smoke", [])
+    for damaged in ("[1, 2]", '{"machine": %s, "units": 3, "studies": null}' % __import__("json").dumps(plan_module.machine())):
+        (tmp_path / PLAN_FILE).write_text(damaged)
+        keep(_synthetic_plan(cfg, (0,)), {"optimizers": cfg}, lambda name: (0,), tmp_path)
+        assert kept_plan({"optimizers": cfg}, lambda name: (0,), Runtime(), 1, tmp_path) is not None

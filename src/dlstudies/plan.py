@@ -369,10 +369,10 @@ def study_key(name: str, cfg, seeds) -> str:
 def keep(plan: Plan, configs: dict, seeds_of, out: Path) -> Path:
     """Merge the plan's estimates into OUT/plan.json (written atomically); estimates kept there from
     another machine are dropped."""
-    kept = read_json(out / PLAN_FILE) or {}
-    if kept.get("machine") != machine():
-        kept = {}
-    units, studies = kept.get("units", {}), kept.get("studies", {})
+    kept = read_json(out / PLAN_FILE)
+    if not isinstance(kept, dict) or kept.get("machine") != machine():
+        kept = {}  # absent, damaged, or another machine's
+    units, studies = (kept.get(part) if isinstance(kept.get(part), dict) else {} for part in ("units", "studies"))
     for s in plan.studies:
         units.update({key_of(u.unit): [u.seconds, u.upper_bound] for u in s.units})
         studies[study_key(s.name, configs[s.name], seeds_of(s.name))] = s.analysis_s
@@ -387,7 +387,7 @@ def kept_plan(configs: dict, seeds_of, runtime: Runtime, workers: int, out: Path
     unit and study of the run was planned there, on this machine."""
     kept = read_json(out / PLAN_FILE)
     try:
-        if kept.get("machine") != machine():
+        if kept.get("machine") != machine():  # (AttributeError where the file holds no object)
             return None
         studies = []
         for name, cfg in configs.items():

@@ -177,9 +177,9 @@ def _join(traces: list[dict]) -> dict[str, np.ndarray] | None:
 
 def micro_size(net: StackedNet, spec: TrainSpec) -> int:
     """Samples per forward/backward of the layers before the dense head (`_batch_grad`) within a
-    batch; 0: the whole batch. Never with BatchNorm (its
-    statistics are the whole batch's). Auto (`spec.micro_batch` None): MICRO_BATCH for CNNs on the CPU,
-    whose activations outgrow the cache; MLPs and GPUs keep whole batches."""
+    batch; 0: the whole batch. Never with BatchNorm (its statistics are the whole batch's). Auto
+    (`spec.micro_batch` None): MICRO_BATCH for CNNs on the CPU, whose activations outgrow the cache;
+    MLPs and GPUs keep whole batches."""
     names = {type(m).__name__ for m in net.template.modules()}
     batch_norm = any(n.startswith("BatchNorm") for n in names)
     if spec.micro_batch and batch_norm:

@@ -60,7 +60,7 @@ class StackedNet:
         self.grad: torch.Tensor | None = None  # (M, P), made by the first zero_grad
         self.layers = _commuted([(layer, _children_of(self.params, name), _children_of(self.buffers, name))
                                  for name, layer in self.template.named_children()])
-        # Where the dense head starts (the first Linear layer; 0 for an MLP, len(layers) for none).
+        # Where the dense head starts: the first Linear layer (len(layers) where there is none).
         types = [type(layer).__name__ for layer, _, _ in self.layers]
         self.head_start = types.index("Linear") if "Linear" in types else len(types)
 
