@@ -42,8 +42,10 @@ def run(study_or_list, *, scale: str = "default", seeds: int | Sequence[int] | N
     - `backend`: "local" or "dask" (with `scheduler`, a dask scheduler address).
     - `wait`: if another run is writing `out`, wait for it to end (False: raise UsageError at once).
     - `quiet`: no progress bar or per-study lines on stderr.
-    - `estimate`: time a few steps of every unit first and print the estimate (as `dlstudies plan`);
-      units then start longest first. Off by default: the timed slices cost minutes at default scale.
+    - `estimate`: time a few steps of every unit first, print the estimate (as `dlstudies plan`) and
+      keep it in `out`/plan.json. Off by default: the timed slices cost minutes at default scale;
+      without it the estimate a `dlstudies plan` kept in `out` for these units is printed, if any.
+      Units start longest first.
     Everything is checked before the first unit trains; bad input raises `dlstudies.UsageError`.
     Units already stored in `out` are reused, so an interrupted run resumes where it stopped.
     """
