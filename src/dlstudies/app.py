@@ -210,10 +210,11 @@ def run_many(names, scale, seeds, data, overrides, runtime: Runtime, out: Path, 
     from dlstudies.report import render_report
 
     configs = plan(names, scale, seeds, data, overrides, runtime, backend, workers, **opts)
-    cost = announce_plan(configs, scale, seeds, runtime, workers, quiet, out, fresh=estimate)
     # Opened once for all studies, and before the first write: an unreachable scheduler is bad input too.
     with EXECUTORS.get(backend)(workers=workers, **opts) as execute, writing(out, wait) as held:
         check_writable(out, list(configs))
+        # After the checks: bad input is reported before minutes of timing, and plan.json is this run's to keep.
+        cost = announce_plan(configs, scale, seeds, runtime, workers, quiet, out, fresh=estimate)
         for name, cfg in configs.items():
             run_config(name, cfg, scale, seeds_of(name, scale, seeds), runtime, out, execute, command, quiet, cost)
         held.check()
