@@ -203,7 +203,8 @@ def _plan(args, argv) -> int:
         kept = f"kept in {keep(estimate, configs, lambda name: seed_ids(name, args.scale, args.seeds), args.out)}"
     except OSError as err:
         kept = f"not kept in {args.out}: {err.strerror or err}"
-    print("\n".join([*plan_lines(estimate)[:-1], kept, plan_lines(estimate)[-1]]))
+    *per_study, total = plan_lines(estimate)
+    print("\n".join([*per_study, kept, total]))
     return 0
 
 

@@ -366,12 +366,17 @@ def study_key(name: str, cfg, seeds) -> str:
     return unit_key({"study": name, "config": as_dict(cfg), "seeds": list(seeds)})
 
 
+def _kept_here(out: Path) -> dict:
+    """OUT/plan.json's object where it was timed on this machine; else {} (absent, damaged, or
+    another machine's: its estimates are not this one's)."""
+    kept = read_json(out / PLAN_FILE)
+    return kept if isinstance(kept, dict) and kept.get("machine") == machine() else {}
+
+
 def keep(plan: Plan, configs: dict, seeds_of, out: Path) -> Path:
     """Merge the plan's estimates into OUT/plan.json (written atomically); estimates kept there from
     another machine are dropped."""
-    kept = read_json(out / PLAN_FILE)
-    if not isinstance(kept, dict) or kept.get("machine") != machine():
-        kept = {}  # absent, damaged, or another machine's
+    kept = _kept_here(out)
     units, studies = (kept.get(part) if isinstance(kept.get(part), dict) else {} for part in ("units", "studies"))
     for s in plan.studies:
         units.update({key_of(u.unit): [u.seconds, u.upper_bound] for u in s.units})
@@ -385,10 +390,8 @@ def keep(plan: Plan, configs: dict, seeds_of, out: Path) -> Path:
 def kept_plan(configs: dict, seeds_of, runtime: Runtime, workers: int, out: Path) -> tuple[Plan, str] | None:
     """(the Plan of running `configs` from OUT/plan.json, when it was made), or None unless every
     unit and study of the run was planned there, on this machine."""
-    kept = read_json(out / PLAN_FILE)
+    kept = _kept_here(out)
     try:
-        if kept.get("machine") != machine():  # (AttributeError where the file holds no object)
-            return None
         studies = []
         for name, cfg in configs.items():
             units = STUDIES.get(name).work_units(cfg, tuple(seeds_of(name)), runtime)

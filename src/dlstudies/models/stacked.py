@@ -96,7 +96,7 @@ class StackedNet:
         in place into its slice of the buffer (autograd accumulates into an existing .grad), so no
         (M, P) gradient is allocated and copied per step: a step of the paper CNNs runs 1.1-1.3x
         faster than gathering the layers' gradients with one cat (benchmarks/conv.py), with bitwise
-        the same values (0 + g is g; micro-batches are summed in the same order)."""
+        the same values (0 + g is g)."""
         with warnings.catch_warnings():
             # The buffer's slices are strided like the parameters' views, not contiguous: torch warns
             # that this breaks its layout contract, which costs nothing here (checked in the benchmark).
