@@ -402,7 +402,7 @@ def kept_plan(configs: dict, seeds_of, runtime: Runtime, workers: int, out: Path
             studies.append(StudyEstimate(name, tuple(UnitEstimate(u, float(s), bool(b)) for u, (s, b) in zip(units, found)),
                                          float(analysis)))
         return Plan(tuple(studies), float(kept["startup_s"]), float(kept["report_s"]), workers), str(kept["made"])
-    except (AttributeError, KeyError, TypeError, ValueError):  # absent, or damaged outside dlstudies: no estimate
+    except (AttributeError, KeyError, TypeError, ValueError):  # absent, or parts damaged outside dlstudies: no estimate
         return None
 
 

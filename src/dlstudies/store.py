@@ -77,7 +77,7 @@ def read_json(path: Path) -> dict | None:
     """The JSON object in `path`, or None where it is absent or damaged."""
     try:
         return json.loads(path.read_text())
-    except (FileNotFoundError, NotADirectoryError, ValueError):  # ValueError: bad JSON, or bytes that are not UTF-8
+    except (FileNotFoundError, ValueError):  # ValueError: bad JSON, or bytes that are not UTF-8
         return None  # absent, or damaged by something outside dlstudies: recompute it
 
 
