@@ -181,7 +181,7 @@ def test_seeds_default_per_study_and_scale(tmp_path, monkeypatch):
     assert declared == {"minimal-ratio": 20, "grad-norm": 10}
 
     seen = {}
-    monkeypatch.setattr(app, "run_config", lambda name, cfg, scale, n, *a, **k: seen.update({name: n}))
+    monkeypatch.setattr(app, "run_configs", lambda studies, *a, **k: seen.update({n: s for n, (_, s) in studies.items()}))
     monkeypatch.setattr("dlstudies.report.render_report", lambda out: out)
     assert main(["run", "minimal-ratio", "grad-norm", "--out", str(tmp_path)]) == 0
     assert seen == declared

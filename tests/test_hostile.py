@@ -121,14 +121,14 @@ def test_an_output_folder_that_vanishes_mid_run(tmp_path, capsys, no_drawing, mo
 def test_a_folder_that_vanishes_after_the_last_unit_is_reported_not_rebuilt_silently(tmp_path, capsys, no_drawing,
                                                                                      monkeypatch):
     import dlstudies.app
-    out, real = tmp_path / "out", dlstudies.app.run_config
+    out, real = tmp_path / "out", dlstudies.app.run_configs
 
     def then_remove(*args, **kwargs):
         result = real(*args, **kwargs)
         shutil.rmtree(out)
         return result
 
-    monkeypatch.setattr(dlstudies.app, "run_config", then_remove)
+    monkeypatch.setattr(dlstudies.app, "run_configs", then_remove)
     assert main([*RUN, "--out", str(out)]) == 2
     assert "the folder vanished while the run wrote it; 0 units kept" in capsys.readouterr().err
     assert not (out / "report.html").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from dataclasses import replace
 
 import pytest
 import torch
@@ -15,8 +16,8 @@ from dlstudies.cli import main
 from dlstudies.config import Runtime
 from dlstudies.costs import CORNERS, MIN_SLOPE_S, Timing, unit_seconds
 from dlstudies.plan import Slice, estimate_study, hms, is_upper_bound, makespan, slice_config, slices, timed, with_seeds
-from dlstudies.runner import execute_unit, longest_first, run_config, study_config
-from dlstudies.studies import STUDIES
+from dlstudies.runner import execute_unit, longest_first, run_config, run_configs, study_config
+from dlstudies.studies import STUDIES, sensitivity
 
 TOTAL = re.compile(r"^total: \d+:\d{2}:\d{2} wall with (\d+) workers$")
 FACTOR = 3.0  # the stated agreement of an estimate with a measured run, either way (a shared, loaded machine)
@@ -92,6 +93,12 @@ def test_slices_cut_budgets_and_data():
     ratio = study_config("minimal-ratio", "default", [])  # full-batch L-BFGS iterations: cut by the budget alone
     assert slice_config(ratio, 0.5, 1.0, {"n_train": 720}).gn_steps == math.ceil(ratio.gn_steps * 0.5)
     assert top.sharpness_steps == cfg.sharpness_steps  # a measure's own steps are not a training budget
+    # matched-loss's epoch cap is a whole multiple of `epochs`: cut exactly with them (not rounded up)
+    capped = replace(cfg, max_epochs_factor=2)
+    for corner, s in slices(capped, sizes)[1].items():
+        n = s.config.n_train
+        expected = min(math.ceil(s.config.max_steps / math.ceil(n / 512)), 2 * s.config.epochs)
+        assert sensitivity.ARMS.get("matched-loss")(s.config, 512, n).epochs == expected, corner
     assert slices(cfg, {})[1]["hi", "small"].config.n_train == cfg.n_train  # nothing to cut
 
 
@@ -134,10 +141,10 @@ def synthetic_timing(monkeypatch):
 
 
 def test_a_unit_with_twice_the_epochs_is_estimated_twice_as_long(synthetic_timing, tmp_path):
-    seeds, runtime = tuple(range(10)), Runtime()
-    study = STUDIES.get("random-labels")
+    seeds, runtime = tuple(range(20)), Runtime()  # two stacks of 10 per level: units alike but for their seeds
     for epochs in (100, 200):
         cfg = study_config("random-labels", "default", [f"epochs={epochs}"])
+        study = STUDIES.get("random-labels")
         est = estimate_study("random-labels", cfg, seeds, runtime, tmp_path)
         real = study.work_units(cfg, seeds, runtime)
         assert [u.unit for u in est.units] == real
@@ -180,6 +187,39 @@ def test_runner_starts_the_longest_unit_first(tmp_path):
     assert longest_first(units) == units  # no estimate: by seeds, ties in the study's order
     mixed = [units[0], *STUDIES.get("function-fit").work_units(cfg, (0, 1, 2), Runtime())[:1]]
     assert longest_first(mixed)[0].seeds == (0, 1, 2)
+
+
+def test_a_run_is_one_queue_and_each_study_finishes_at_its_last_unit(tmp_path):
+    """Studies in order, each's units longest first, handed out as one queue (a worker freed at a
+    study's end starts the next's); a study's results.json is written as its last unit is stored."""
+    configs = {name: study_config(name, "smoke", []) for name in ("function-fit", "grad-norm")}
+    units = {name: STUDIES.get(name).work_units(cfg, (0,), Runtime()) for name, cfg in configs.items()}
+    cost = {u: float(i) for us in units.values() for i, u in enumerate(us)}
+    handed, written_before = [], []
+
+    def execute(fn, items, *progress):
+        handed.extend(items)
+        for item in items:
+            written_before.append((tmp_path / "function-fit" / "results.json").exists())
+            yield item, fn(item)
+
+    run_configs({name: (cfg, 1) for name, cfg in configs.items()}, "smoke", Runtime(), tmp_path, execute, cost=cost)
+    assert handed == units["function-fit"][::-1] + units["grad-norm"][::-1]
+    first = len(units["function-fit"])
+    assert written_before == [False] * first + [True] * (len(handed) - first)
+    assert (tmp_path / "grad-norm" / "results.json").exists()
+
+
+def test_the_plans_total_is_the_runs_queue_on_its_workers():
+    from dlstudies.plan import Plan, StudyEstimate, UnitEstimate
+
+    cfg = study_config("function-fit", "smoke", [])
+    unit = STUDIES.get("function-fit").work_units(cfg, (0,), Runtime())[0]
+    study = lambda name, *costs: StudyEstimate(name, tuple(UnitEstimate(unit, c, False) for c in costs), 1.0)  # noqa: E731
+    plan = Plan((study("a", 4, 10), study("b", 6, 1, 1)), 2.0, 0.5, 2)
+    # Worker 1: a's 10; worker 2: a's 4, then b's 6 at 4 and 1 at 10; worker 1 takes b's last 1 at 10.
+    assert plan.wall_s() == 2.0 + 0.5 + 11 + 2 * 1.0
+    assert sum(s.wall_s(2) for s in plan.studies) + 2.5 == 10 + 1 + 6 + 1 + 2.5  # study after study: 20.5, not 15.5
 
 
 def test_run_announces_the_estimate_and_its_units_are_the_runs(capsys):

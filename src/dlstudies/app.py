@@ -22,7 +22,7 @@ from dlstudies.errors import UsageError
 from dlstudies.executors import EXECUTORS, check_workers
 from dlstudies.lock import Held, output_lock
 from dlstudies.memory import FUNCTION_DATA, check_memory, data_shape
-from dlstudies.runner import run_config, study_config
+from dlstudies.runner import run_configs, study_config
 from dlstudies.store import output_faults
 from dlstudies.studies import STUDIES, load_studies, ordered_studies
 
@@ -130,7 +130,7 @@ def plan(names, scale, seeds, data, overrides, runtime: Runtime, backend="local"
 
 
 def seeds_of(name: str, scale: str, seeds):
-    """What run_config takes: the study's default count for `scale` when `seeds` is None."""
+    """What run_configs takes per study: its default count for `scale` when `seeds` is None."""
     return STUDIES.get(name).default_seeds(scale) if seeds is None else seeds
 
 
@@ -215,8 +215,8 @@ def run_many(names, scale, seeds, data, overrides, runtime: Runtime, out: Path, 
         check_writable(out, list(configs))
         # After the checks: bad input is reported before minutes of timing, and plan.json is this run's to keep.
         cost = announce_plan(configs, scale, seeds, runtime, workers, quiet, out, fresh=estimate)
-        for name, cfg in configs.items():
-            run_config(name, cfg, scale, seeds_of(name, scale, seeds), runtime, out, execute, command, quiet, cost)
+        studies = {name: (cfg, seeds_of(name, scale, seeds)) for name, cfg in configs.items()}
+        run_configs(studies, scale, runtime, out, execute, command, quiet, cost)
         held.check()
         return list(configs), render_report(out)
 

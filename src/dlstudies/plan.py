@@ -11,8 +11,9 @@ seconds. For each kind the larger budget grows until both budgets train it as th
 what it adds to the training stands above the noise. A stop-rule study (a `max_*` budget) may stop
 earlier: its estimate is an upper bound, marked `≤`. The analysis and figures of each study are timed on the slices' results replicated to every
 unit, the report once, and start-up is what this process spent importing and loading data. The
-studies are timed on as many processes as the run has workers. Wall time with N workers: each
-study's units scheduled longest first on N workers (as the runner does), studies one after another.
+studies are timed on as many processes as the run has workers. Wall time with N workers: the run's
+one queue on N workers (each study's units longest first, the studies in order, as the runner hands
+them out: a worker freed at a study's end starts the next study's units), and the analyses.
 """
 
 from __future__ import annotations
@@ -82,7 +83,11 @@ class Plan:
     workers: int
 
     def wall_s(self) -> float:
-        return self.startup_s + self.report_s + sum(s.wall_s(self.workers) for s in self.studies)
+        """The run's one queue (each study's units longest first, the studies in order, as the runner
+        hands them out) on its workers, and each study's analysis after it."""
+        queue = [c for s in self.studies for c in sorted((u.seconds for u in s.units), reverse=True)]
+        analysis = sum(s.analysis_s for s in self.studies)
+        return self.startup_s + self.report_s + queue_end(queue, self.workers) + analysis
 
     def unit_seconds(self) -> dict:
         """{unit: estimated seconds}, what the runner orders units by."""
@@ -91,10 +96,15 @@ class Plan:
 
 def makespan(costs: list[float], workers: int) -> float:
     """Finish time of `costs` handed longest first to the first free of `workers` (the runner's order)."""
+    return queue_end(sorted(costs, reverse=True), workers)
+
+
+def queue_end(costs: list[float], workers: int) -> float:
+    """Finish time of `costs` handed in this order to the first free of `workers`."""
     if len(costs) <= 1 or workers <= 1:
         return sum(costs)
     free = [0.0] * workers
-    for cost in sorted(costs, reverse=True):
+    for cost in costs:
         heapq.heappush(free, heapq.heappop(free) + cost)
     return max(free)
 

@@ -106,16 +106,20 @@ class StudyProgress:
         self.done: dict[int, int] = {}
         self.finished: set[int] = set()
         self.lock = threading.Lock()  # dask calls back from its own thread
-        self.bar = None
-        if not quiet and _is_terminal(self.stream):
-            self.bar = tqdm(total=None, desc=name, unit="epoch", file=self.stream, dynamic_ncols=True,
+        self.terminal = not quiet and _is_terminal(self.stream)
+        self.bar, self.closed = None, False  # the bar is made as the study's first unit reports: studies overlap
+
+    def _bar(self):
+        if self.bar is None and not self.closed:
+            self.bar = tqdm(total=None, desc=self.name, unit="epoch", file=self.stream, dynamic_ncols=True,
                             bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} epochs [{elapsed}<{remaining}, {rate_fmt}]")
+        return self.bar
 
     def say(self, message: str) -> None:
         if self.quiet:
             return
-        if self.bar is not None:
-            self.bar.write(message, file=self.stream)
+        if self.terminal:  # above every open bar, this study's or another's
+            tqdm.write(message, file=self.stream)
         else:
             print(message, file=self.stream, flush=True)
 
@@ -134,7 +138,7 @@ class StudyProgress:
             self.done[index] = self.planned[index]
             self.finished.add(index)
             self._refresh()
-        if self.bar is None:
+        if not self.terminal:
             took = f" in {seconds:.1f} s" if seconds is not None else ""
             self.say(f"{self.name}: unit {len(self.finished)}/{self.n_units} done{took}{label}")
 
@@ -148,12 +152,14 @@ class StudyProgress:
         return done, max(done, round(sum(self.planned.values()) + unstarted * mean))
 
     def _refresh(self) -> None:
-        if self.bar is None:
+        bar = self._bar() if self.terminal else None
+        if bar is None:
             return
         done, total = self.totals()
-        self.bar.total = total
-        self.bar.update(done - self.bar.n)
+        bar.total = total
+        bar.update(done - bar.n)
 
     def close(self) -> None:
+        self.closed = True
         if self.bar is not None:
             self.bar.close()

@@ -70,26 +70,83 @@ def run_config(name: str, cfg, scale: str, n_seeds: int | Sequence[int], runtime
     """Run a study with a validated config on an open backend (`execute`, see executors.py):
     stored units are reused, the others run and are stored, longest first (`cost`: estimated
     seconds per unit, see dlstudies.plan). `n_seeds`: a count (seeds 0..n-1) or the seed ids."""
-    seeds = tuple(range(n_seeds)) if isinstance(n_seeds, int) else tuple(n_seeds)
-    study, start = STUDIES.get(name), time.perf_counter()
-    units = study.work_units(cfg, seeds, runtime)
-    store = UnitStore(out / name / "units")
-    stored = {key_of(u): store.load(key_of(u)) for u in units}
-    todo = longest_first([u for u in units if stored[key_of(u)] is None], cost)
-    shown = StudyProgress(name, len(todo), quiet)
-    shown.say(f"{name}: {_count(len(units), 'unit')}, {len(units) - len(todo)} resumed from {store.folder}, "
-              f"{len(todo)} to run")
-    index = {key_of(u): i for i, u in enumerate(todo)}
+    return run_configs({name: (cfg, n_seeds)}, scale, runtime, out, execute, command, quiet, cost)[name]
+
+
+def run_configs(studies: Mapping[str, tuple], scale: str, runtime: Runtime, out: Path, execute: Callable,
+                command: str = "", quiet: bool = False, cost: Mapping[Unit, float] | None = None) -> dict[str, dict]:
+    """Run studies {name: (validated config, seeds)} on one open backend as one queue: each study's
+    units longest first, the studies in order, so that a worker freed while a study's last units run
+    starts the next study's at once (none waits for a study's end). Each study is finished (its
+    results.json written) as soon as its last unit is stored. Returns {name: results}."""
+    runs = [StudyRun.open(name, cfg, scale, seeds, runtime, out, quiet, cost) for name, (cfg, seeds) in studies.items()]
+    queue = [(run, i) for run in runs for i in range(len(run.todo))]
+    done: dict[str, dict] = {}
+
+    def finish_complete() -> None:
+        for run in runs:
+            if run.name not in done and run.complete():
+                done[run.name] = run.finish(command)
+
+    def progress(i: int, planned: int, epochs: int) -> None:
+        run, j = queue[i]
+        run.begun()
+        run.shown.update(j, planned, epochs)
+
     try:
-        for unit, result in execute(execute_unit, todo, shown.update):
-            store.save(key_of(unit), result)  # at once: an interruption loses only running units
-            stored[key_of(unit)] = result
-            shown.unit_done(index[key_of(unit)], result.get("elapsed_s"), _unit_label(unit))
+        finish_complete()  # studies resumed whole
+        for unit, result in execute(execute_unit, [run.todo[i] for run, i in queue], progress):
+            next(run for run in runs if run.owns(unit)).record(unit, result)
+            finish_complete()
     finally:
-        shown.close()
-    results = _finish(study, cfg, scale, seeds, runtime, [stored[key_of(u)] for u in units], out, command, start)
-    shown.say(done_line(name, time.perf_counter() - start, results))
-    return results
+        for run in runs:
+            run.shown.close()
+    return {name: done[name] for name in studies}
+
+
+class StudyRun:
+    """One study of a run: its units, the results stored so far, its progress, and its finish."""
+
+    def __init__(self, name, cfg, scale, seeds, runtime, out, quiet, cost):
+        self.name, self.cfg, self.scale, self.seeds, self.runtime, self.out = name, cfg, scale, seeds, runtime, out
+        self.study, self.start = STUDIES.get(name), None  # when its first unit starts (or it finishes)
+        self.units = self.study.work_units(cfg, seeds, runtime)
+        self.store = UnitStore(out / name / "units")
+        self.stored = {key_of(u): self.store.load(key_of(u)) for u in self.units}
+        self.todo = longest_first([u for u in self.units if self.stored[key_of(u)] is None], cost)
+        self.index = {key_of(u): i for i, u in enumerate(self.todo)}
+        self.shown = StudyProgress(name, len(self.todo), quiet)
+
+    @classmethod
+    def open(cls, name, cfg, scale, n_seeds, runtime, out, quiet, cost) -> "StudyRun":
+        seeds = tuple(range(n_seeds)) if isinstance(n_seeds, int) else tuple(n_seeds)
+        run = cls(name, cfg, scale, seeds, runtime, out, quiet, cost)
+        run.shown.say(f"{name}: {_count(len(run.units), 'unit')}, {len(run.units) - len(run.todo)} resumed from "
+                      f"{run.store.folder}, {len(run.todo)} to run")
+        return run
+
+    def begun(self) -> None:
+        self.start = self.start or time.perf_counter()
+
+    def owns(self, unit: Unit) -> bool:
+        return unit.study == self.name and key_of(unit) in self.index
+
+    def record(self, unit: Unit, result: dict) -> None:
+        self.begun()
+        self.store.save(key_of(unit), result)  # at once: an interruption loses only running units
+        self.stored[key_of(unit)] = result
+        self.shown.unit_done(self.index[key_of(unit)], result.get("elapsed_s"), _unit_label(unit))
+
+    def complete(self) -> bool:
+        return all(r is not None for r in self.stored.values())
+
+    def finish(self, command: str) -> dict:
+        self.begun()
+        self.shown.close()
+        results = _finish(self.study, self.cfg, self.scale, self.seeds, self.runtime,
+                          [self.stored[key_of(u)] for u in self.units], self.out, command, self.start)
+        self.shown.say(done_line(self.name, time.perf_counter() - self.start, results))
+        return results
 
 
 def _count(n: int, noun: str) -> str:

@@ -40,7 +40,8 @@ def test_random_labels_paper_runs_report_bs_levels_at_ten_seeds_and_the_levels_b
     per_level = seeds_per_arm(units, lambda u: [u.param("corruption")])
     assert per_level == {p: list(range(10 if p in (0.0, 1.0) else 3)) for p in rl.LEVELS}
     assert [u.seeds for u in units if u.param("corruption") == 0.0] == [(0, 1, 2, 3, 4), (5, 6, 7, 8, 9)]
-    assert all(len(u.seeds) == 1 for u in units if u.param("corruption") > 0)
+    assert [u.seeds for u in units if u.param("corruption") == 1.0] == [(0, 1, 2, 3, 4), (5, 6, 7, 8, 9)]
+    assert all(u.seeds == (0, 1, 2) for u in units if 0 < u.param("corruption") < 1)
 
 
 def test_sensitivity_paper_runs_equal_epochs_at_ten_seeds_and_the_added_arms_at_three():

@@ -68,6 +68,14 @@ def test_recipes_equal_steps_linear_lr_cap_and_matched_loss_cap():
     assert sorted(map(sorted, distinct.values())) == [["equal-epochs", "linear-lr"], ["equal-steps"], ["matched-loss"]]
 
 
+def test_matched_loss_stops_at_max_steps_or_its_epoch_cap_whichever_comes_first():
+    cfg = replace(sv.PRESETS["paper"], epochs=50, max_steps=20000, max_epochs_factor=2)
+    epochs = {b: sv.ARMS.get("matched-loss")(cfg, b, 54000).epochs for b in (32, 256, 512)}
+    assert epochs == {32: math.ceil(20000 / 1688), 256: math.ceil(20000 / 211), 512: 100}  # 190 epochs of steps at 512
+    uncapped = replace(cfg, max_epochs_factor=None)
+    assert sv.ARMS.get("matched-loss")(uncapped, 512, 54000).epochs == math.ceil(20000 / 106)
+
+
 def test_sanity_records_hold_and_results_are_json_ready(study):
     summary, files = study
     json.dumps(summary, allow_nan=False)

@@ -29,7 +29,7 @@ from dlstudies.engine.evaluate import PROBE_CHUNK
 from dlstudies.engine.losses import LOSSES
 from dlstudies.engine.record import EpochLog, FitResult, Snapshots
 from dlstudies.engine.schedule import fixed_epochs, member_order
-from dlstudies.engine.spec import TrainSpec, batches
+from dlstudies.engine.spec import TrainSpec, batches, training_targets
 from dlstudies.errors import UsageError
 from dlstudies.models import conv
 from dlstudies.models.stacked import StackedNet
@@ -51,7 +51,7 @@ def fit_batched(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.
     spec, moved = _kernel_stays_on_cpu(members, x, y, spec, path)
     x, y = x.to(spec.device, members[0].parameters().__next__().dtype), y.to(spec.device)
     net = StackedNet([_on(m, spec.device) for m in members])
-    order = member_order(spec.order, y, seeds)
+    order = member_order(spec.order, training_targets(y, spec, net.M, len(x)), seeds)
     log = EpochLog(spec.stop, net.M)
     taken, fast = _fast_trainer(net, opts, x, y, spec, path)
     opt = StackedOptimizer(opts, net.flat) if taken != "kernel" else None
@@ -189,7 +189,7 @@ def micro_size(net: StackedNet, spec: TrainSpec) -> int:
     return size if not batch_norm and 0 < size < spec.batch_size else 0
 
 
-def _batch_grad(net: StackedNet, loss_fn, x, y, rows, micro: int):
+def _batch_grad(net: StackedNet, loss_fn, x, targets, rows, micro: int):
     """(each member's mean loss over the batch, the flat gradient of their sum: net's buffer, valid
     until the next step). With micro-batches the layers before the dense head (a CNN's convolutions)
     run on `micro` samples at a time, whose activations stay in the cache, and autograd sums their
@@ -204,17 +204,27 @@ def _batch_grad(net: StackedNet, loss_fn, x, y, rows, micro: int):
         out = net.forward(features, True, slice(k, None))
     else:
         out = net.forward(x[rows], training=True)
-    losses = loss_fn(out, y[rows])
+    losses = loss_fn(out, targets(rows))
     net.accumulate_grad(losses.sum())
     return losses.detach(), grad
+
+
+def target_rows(y: torch.Tensor, member_targets: bool):
+    """rows (M, B) -> their (M, B, ...) targets: of shared targets y (n, ...), or with
+    `member_targets` of each member's own row of y (M, n, ...)."""
+    if not member_targets:
+        return lambda rows: y[rows]
+    members = torch.arange(len(y), device=y.device).unsqueeze(1)
+    return lambda rows: y[members, rows]
 
 
 def _epoch(net, opt, x, y, idx, spec: TrainSpec, tracing: bool, micro: int = 0):
     loss_fn = LOSSES.get(spec.loss).stacked
     total = torch.zeros(net.M, dtype=torch.float64, device=x.device)
     trace: dict[str, list] = {"loss": [], "grad_norm": []}
+    targets = target_rows(y, spec.member_targets)
     for b in batches(idx.shape[1], spec.batch_size):
-        step_losses, grad = _batch_grad(net, loss_fn, x, y, idx[:, b], micro)
+        step_losses, grad = _batch_grad(net, loss_fn, x, targets, idx[:, b], micro)
         opt.step(net.flat, grad)
         total += step_losses * (b.stop - b.start)
         if tracing:

@@ -8,7 +8,7 @@ from dlstudies.engine.losses import LOSSES
 
 
 def accuracy(outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """(M, N, C) logits and (N,) labels -> (M,) fraction correct, on the host."""
+    """(M, N, C) logits and (N,) labels (or (M, N), each member's own) -> (M,) fraction correct, on the host."""
     return _accuracy(outputs, y).cpu()
 
 
@@ -22,8 +22,15 @@ def _accuracy(outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def _mean_loss(outputs: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
-    targets = y.to(outputs.device).expand(outputs.shape[0], *y.shape)
-    return LOSSES.get(loss).stacked(outputs, targets).double()
+    return LOSSES.get(loss).stacked(outputs, member_targets(outputs, y)).double()
+
+
+def member_targets(outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Each member's targets for (M, N, ...) outputs: y shared by all, or y already one row per
+    member (labels (M, N) beside (M, N, C) logits, float targets of the outputs' shape)."""
+    y = y.to(outputs.device)
+    own = y.dim() == outputs.dim() - (0 if y.is_floating_point() else 1)
+    return y if own else y.expand(outputs.shape[0], *y.shape)
 
 
 def confusion(outputs: torch.Tensor, y: torch.Tensor, n_classes: int) -> torch.Tensor:

@@ -62,6 +62,8 @@ class _Act:
 
 def why_not(net: StackedNet, x: torch.Tensor, y: torch.Tensor, spec: TrainSpec) -> str | None:
     """None where the fused path applies to this fit, else the reason it does not."""
+    if spec.member_targets:
+        return "targets of each member's own (member_targets)"
     reason = architecture_reason(net)
     if reason is not None:
         return reason

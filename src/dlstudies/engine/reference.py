@@ -12,13 +12,15 @@ from torch import nn
 from dlstudies.engine.losses import LOSSES
 from dlstudies.engine.record import EpochLog, FitResult, Snapshots
 from dlstudies.engine.schedule import member_order
-from dlstudies.engine.spec import TrainSpec, batches
+from dlstudies.engine.spec import TrainSpec, batches, training_targets
 from dlstudies.optim import OptSpec, torch_optimizer
 
 
 def fit_reference(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.Tensor, y: torch.Tensor,
                   spec: TrainSpec, seeds: Sequence[int]) -> FitResult:
-    parts = [_fit_one(m, o, x, y, spec, s, i, len(members)) for i, (m, o, s) in enumerate(zip(members, opts, seeds))]
+    training_targets(y, spec, len(members), len(x))  # checked once
+    ys = y if spec.member_targets else [y] * len(members)
+    parts = [_fit_one(m, o, x, ys[i], spec, s, i, len(members)) for i, (m, o, s) in enumerate(zip(members, opts, seeds))]
     result = FitResult.concat(parts)
     result.path = "reference"
     return result
@@ -35,7 +37,7 @@ def _fit_one(member: nn.Module, opt_spec: OptSpec, x, y, spec: TrainSpec, seed: 
     for epoch in range(spec.stop.max_epochs):
         loss, trace = _epoch(model, opt, x, y, order(epoch)[0].to(spec.device), spec)
         traces += [trace] if epoch < spec.trace_epochs else []
-        log.end_epoch(epoch, loss.reshape(1), _probe(model, spec))
+        log.end_epoch(epoch, loss.reshape(1), _probe(model, spec, i, M))
         snaps.after(epoch + 1, _flat(model))
         if not log.active.any():
             break
@@ -63,11 +65,16 @@ def _epoch(model: nn.Module, opt: torch.optim.Optimizer, x, y, idx, spec: TrainS
     return total / len(idx), {"loss": torch.stack(losses), "grad_norm": torch.stack(norms).double()}
 
 
-def _probe(model: nn.Module, spec: TrainSpec) -> dict[str, torch.Tensor]:
+def _probe(model: nn.Module, spec: TrainSpec, i: int, M: int) -> dict[str, torch.Tensor]:
+    """Member i's probe values. With `member_targets` a probe may hold each member's own labels
+    (M, N): it is shown member i's outputs in every one of M rows and its row i is kept."""
     model.eval()
+    rows = M if spec.member_targets else 1
 
     @torch.no_grad()
     def predict(inputs: torch.Tensor) -> torch.Tensor:
-        return model(inputs.to(spec.device, next(model.parameters()).dtype)).unsqueeze(0)
+        out = model(inputs.to(spec.device, next(model.parameters()).dtype))
+        return out.expand(rows, *out.shape)
 
-    return {k: v for probe in spec.probes for k, v in probe(predict).items()}
+    values = {k: v for probe in spec.probes for k, v in probe(predict).items()}
+    return {k: v[i:i + 1] for k, v in values.items()} if spec.member_targets else values

@@ -25,6 +25,9 @@ class TrainSpec:
     device: str = "cpu"
     snapshot_every: int = 0  # keep every member's parameters at epochs 0, k, 2k, ... (0: none)
     micro_batch: int | None = None  # samples per forward/backward of the layers before the dense head (autograd path); None: auto, 0: whole batches
+    # y holds each member's own targets, (M, n, ...): members trained on different labels (a
+    # corrupted copy per seed) share one stack. A named order reads the first member's targets.
+    member_targets: bool = False
 
     def __post_init__(self):
         if self.batch_size < 1:
@@ -40,3 +43,13 @@ class TrainSpec:
 def batches(n: int, size: int) -> list[slice]:
     """Consecutive batches of an epoch; the last may be smaller (every sample is seen once)."""
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def training_targets(y: torch.Tensor, spec: TrainSpec, members: int, n: int) -> torch.Tensor:
+    """The targets the sample order and the shared checks read: y, or the first member's of y's
+    per-member rows (`spec.member_targets`, checked to be one row of n per member)."""
+    if not spec.member_targets:
+        return y
+    if y.dim() < 2 or tuple(y.shape[:2]) != (members, n):
+        raise UsageError(f"member_targets: y needs one row of {n} targets per member ({members}), got shape {tuple(y.shape)}")
+    return y[0]

@@ -23,9 +23,9 @@ mean and CI over seeds) — no threshold decides what a "small" slowdown is. Cla
 (training accuracy at the highest level ≥ Zhang et al.'s level), test accuracy falls and fitting
 takes longer as p grows (per-seed rank trends over the levels).
 
-Members that train on different labels cannot share a stack (a stack has one label vector), so the
-true-label level trains the seeds of a block as one stack and every corrupted level fits each seed
-alone. A run that never reaches `fit_level` has no fit_epochs; it is counted, not dropped.
+Every level trains its seeds in stacks of `seed_chunk` (a seed's numbers do not depend on the
+stack it trains in); at a corrupted level each member trains on its own seed's labels
+(`member_targets`). A run that never reaches `fit_level` has no fit_epochs; it is counted, not dropped.
 
 Default scale (chosen from pilot runs): 500 `digits` images, a wider CNN (conv16-conv32-fc256-fc256),
 Adam at lr 3e-3, batch 50, 100 epochs (at 80, two of ten seeds were still short of 99% training
@@ -33,7 +33,7 @@ accuracy on fully random labels; both passed it by epoch 84). With report B's wi
 500 images left random-label training accuracy near 40% (measured). `paper` keeps report B's
 settings on fashion-mnist (28x28; MNIST itself with `--data mnist --data-dir DIR`): 10 seeds at
 p = 0 and 1 (report B's two runs), 3 at the levels between (`added_seeds`), whose trend claims then
-read "n too small"; the true labels train in stacks of 5 seeds so that two workers share them.
+read "n too small"; stacks of 5 seeds so that two workers share them.
 """
 
 from __future__ import annotations
@@ -146,23 +146,18 @@ def level_seeds(cfg: Config, p: float, seeds: tuple[int, ...]) -> tuple[int, ...
 
 
 def units(cfg: Config, seeds: tuple[int, ...], runtime: Runtime) -> list[Unit]:
-    """The true labels (p = 0) share one label vector: a stack per seed block; a corrupted level
-    has labels of each seed's own, so each seed is a fit of its own."""
-    out = []
-    for p in cfg.corruption:
-        mine = level_seeds(cfg, p, seeds)
-        blocks = seed_blocks(mine, cfg.seed_chunk) if p == 0 else [(s,) for s in mine]
-        out += [Unit("random-labels", cfg, b, runtime, (("corruption", p),)) for b in blocks]
-    return out
+    """Per level, a stack per block of `seed_chunk` of its seeds (a corrupted level's members each
+    train on their own seed's labels)."""
+    return [Unit("random-labels", cfg, block, runtime, (("corruption", p),))
+            for p in cfg.corruption for block in seed_blocks(level_seeds(cfg, p, seeds), cfg.seed_chunk)]
 
 
 def run_unit(unit: Unit) -> dict:
     cfg: Config = unit.config
     data = load_split_data(cfg, unit.runtime)
     p = unit.param("corruption")
-    groups = ([(list(unit.seeds), data.train.y)] if p == 0 else
-              [([s], corrupt_labels(data.train.y, data.n_classes, p, s)) for s in unit.seeds])
-    return {"runs": [run for seeds, y in groups for run in _fit(cfg, unit, data, p, seeds, y)]}
+    y = data.train.y if p == 0 else torch.stack([corrupt_labels(data.train.y, data.n_classes, p, s) for s in unit.seeds])
+    return {"runs": _fit(cfg, unit, data, p, y)}
 
 
 def probes(cfg: Config, x: torch.Tensor, y: torch.Tensor, test) -> tuple:
@@ -172,13 +167,15 @@ def probes(cfg: Config, x: torch.Tensor, y: torch.Tensor, test) -> tuple:
     return pair if cfg.probe_every == 1 else tuple(every(cfg.probe_every, p, cfg.epochs) for p in pair)
 
 
-def _fit(cfg: Config, unit: Unit, data, p: float, seeds: list[int], y: torch.Tensor) -> list[dict]:
-    x, test = data.train.x, data.test
-    spec = TrainSpec(fixed_epochs(cfg.epochs), cfg.batch_size, probes=probes(cfg, x, y, test), device=unit.runtime.device)
+def _fit(cfg: Config, unit: Unit, data, p: float, y: torch.Tensor) -> list[dict]:
+    """The unit's seeds as one stack on labels y: the true ones (n,), or each seed's own (M, n)."""
+    x, test, seeds, own = data.train.x, data.test, list(unit.seeds), y.dim() == 2
+    spec = TrainSpec(fixed_epochs(cfg.epochs), cfg.batch_size, probes=probes(cfg, x, y, test), device=unit.runtime.device,
+                     member_targets=own)
     # Members from the seeds: every level starts from the seed's weights.
     fit = fit_members(unit, NETS.get(cfg.model)(cfg, data), OptSpec(cfg.optimizer, cfg.lr), x, y, spec, seeds)
-    changed = float((y != data.train.y).double().mean())
-    return [{**_run(cfg, p, s, {k: fit.history[k][i] for k in CURVES}, changed), **divergence(fit, i),
+    changed = (y != data.train.y).double().mean(-1).expand(len(seeds))
+    return [{**_run(cfg, p, s, {k: fit.history[k][i] for k in CURVES}, float(changed[i])), **divergence(fit, i),
              "n_classes": data.n_classes} for i, s in enumerate(seeds)]
 
 

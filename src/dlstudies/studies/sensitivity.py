@@ -24,7 +24,8 @@ each its own condition (`batch-64/equal-steps`):
 - `linear-lr`: `epochs` epochs at the smallest batch's lr times B / B_min, capped at
   `max_lr_factor` (Goyal et al. 2017's linear scaling rule); diverged runs are counted;
 - `matched-loss`: trained until the full-batch training loss is at most `target_loss`, or
-  `max_steps` steps: the de-confounded reading, which the answer gives.
+  `max_steps` steps, or `max_epochs_factor` × `epochs` epochs where that is set (whichever comes
+  first): the de-confounded reading, which the answer gives.
 Identical recipes are trained once (linear-lr at B_min is equal-epochs there, as is equal-steps at
 B_max). Claims are trends within an arm: the per-seed Spearman correlation with batch size of test
 accuracy (falls), sharpness (rises; Keskar et al. 2017) and the Jacobian norm (rises; Novak et
@@ -39,7 +40,8 @@ measured on the first `sharpness_n` = 256 training samples at default and 2,000 
 for every model; at paper 10,000 made the measures a fifth of the study's CPU time, 2,000 about a
 twentieth).
 At `paper` (pilot, one seed, Fashion-MNIST): batch 32 reached `target_loss` 0.2 in 6 epochs (10,128
-steps), batch 512 in 34 (3,604 steps); `max_steps` 20000 leaves batch 32 twice its pilot's steps.
+steps), batch 512 in 34 (3,604 steps); `max_steps` 20000 leaves batch 32 twice its pilot's steps, and
+`max_epochs_factor` 2 (100 epochs) batch 512 three times its pilot's epochs (20000 steps would be 190).
 At `paper` report B's own arm (equal-epochs) trains 10 seeds and the three added arms 3
 (`added_seeds`; their claims then read "n too small"), in units of at most 5 seeds that train the
 arms sharing those seeds (a seed's numbers do not depend on the stack it trains in).
@@ -114,7 +116,9 @@ def _linear_lr(cfg, batch: int, n: int) -> Recipe:
 
 @ARMS.register("matched-loss")
 def _matched_loss(cfg, batch: int, n: int) -> Recipe:
-    return Recipe(cfg.lr, math.ceil(cfg.max_steps / steps_per_epoch(n, batch)), cfg.target_loss)
+    epochs = math.ceil(cfg.max_steps / steps_per_epoch(n, batch))
+    cap = epochs if cfg.max_epochs_factor is None else cfg.max_epochs_factor * cfg.epochs
+    return Recipe(cfg.lr, min(epochs, cap), cfg.target_loss)
 
 
 def _arms_rule(v) -> bool:
@@ -138,6 +142,9 @@ class Config(StudyConfig):
     max_lr_factor: float = field(default=8.0, metadata={"rule": reals(1, 1e3)})
     target_loss: float = field(default=0.02, metadata={"rule": reals(0, 1e3, lo_open=True, hi_open=True)})
     max_steps: int = field(default=600, metadata={"rule": ints(1, 10**8)})
+    # matched-loss trains at most this many times `epochs` epochs too (None: no cap but max_steps):
+    # a whole multiple of `epochs`, so that a plan's slices cut it as exactly as they cut `epochs`.
+    max_epochs_factor: int | None = field(default=None, metadata={"rule": ints(1, 1000)})
     epsilon: float = 1e-3  # Keskar et al.'s box size
     sharpness_steps: int = 10
     sharpness_starts: int = field(default=5, metadata={"rule": ints(1, 1000)})
@@ -170,8 +177,8 @@ PRESETS = {
     "smoke": Config(channels=(4, 8), hidden=(32, 16), batch_sizes=(16, 32, 64), epochs=2, max_steps=40,
                     target_loss=1.5, sharpness_steps=2, sharpness_starts=2, n_train=200, n_test=60),
     "default": Config(sharpness_steps=5, sharpness_n=256),
-    "paper": Config(data="fashion-mnist", lr=0.01, epochs=50, max_steps=20000, target_loss=0.2, sharpness_n=2000,
-                    added_seeds=3, seed_chunk=5, eval_batch=250),
+    "paper": Config(data="fashion-mnist", lr=0.01, epochs=50, max_steps=20000, max_epochs_factor=2, target_loss=0.2,
+                    sharpness_n=2000, added_seeds=3, seed_chunk=5, eval_batch=250),
 }
 
 
@@ -407,8 +414,12 @@ def setup(cfg: Config) -> str:
         else f"MLP {'-'.join(map(str, cfg.hidden))} ({cfg.norm})"
     return (f"data {cfg.data}, {net}, {cfg.optimizer} lr {cfg.lr:g} momentum {cfg.momentum:g}, batch sizes "
             f"{', '.join(map(str, sorted(cfg.batch_sizes)))}; arms {', '.join(cfg.arms)} ({cfg.epochs} epochs; "
-            f"lr ×B/B_min ≤ {cfg.max_lr_factor:g}x; target loss {cfg.target_loss:g} within {cfg.max_steps} steps); "
+            f"lr ×B/B_min ≤ {cfg.max_lr_factor:g}x; target loss {cfg.target_loss:g} within {cfg.max_steps} steps{_epoch_cap(cfg)}); "
             f"sharpness ε {cfg.epsilon:g}, {cfg.sharpness_starts} starts × {cfg.sharpness_steps} steps")
+
+
+def _epoch_cap(cfg: Config) -> str:
+    return "" if cfg.max_epochs_factor is None else f" and {cfg.max_epochs_factor * cfg.epochs} epochs"
 
 
 # ---- figures -----------------------------------------------------------------------------------
