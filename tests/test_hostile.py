@@ -179,6 +179,19 @@ def test_a_network_that_cannot_fit_is_refused_before_it_starts(tmp_path, capsys)
     assert not out.exists()
 
 
+def test_every_study_is_held_to_the_memory_of_as_many_workers_as_the_run_keeps_busy(monkeypatch):
+    import dlstudies.app
+    from dlstudies.runner import study_config
+
+    seen = {}
+    monkeypatch.setattr(dlstudies.app, "check_memory", lambda name, cfg, shape, block, workers, dtype: seen.update({name: workers}))
+    configs = {n: study_config(n, "smoke", []) for n in ("weight-trajectory", "optimizers")}
+    dlstudies.app.check_fits(configs, "smoke", None, 2, Runtime())
+    assert seen == {"weight-trajectory": 2, "optimizers": 2}  # its one unit may run beside one of optimizers'
+    dlstudies.app.check_fits({"weight-trajectory": configs["weight-trajectory"]}, "smoke", None, 2, Runtime())
+    assert seen["weight-trajectory"] == 1  # alone, its one unit keeps one worker busy
+
+
 def test_the_estimate_is_held_against_the_memory_available(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(dlstudies.memory, "available_bytes", lambda: 10**6)  # a machine with 1 MB free
     out = tmp_path / "out"

@@ -135,19 +135,20 @@ def seeds_of(name: str, scale: str, seeds):
 
 
 def check_fits(configs: dict, scale: str, seeds, workers: int, runtime: Runtime) -> None:
-    """Refuse, before anything trains, a study whose planned memory exceeds what is available."""
+    """Refuse, before anything trains, a study whose planned memory exceeds what is available: its
+    largest stack on each busy worker (the run is one queue, so a study's units run beside another's)."""
     from dlstudies.data import load_data
 
+    units = {name: STUDIES.get(name).work_units(cfg, seed_ids(name, scale, seeds), runtime) for name, cfg in configs.items()}
+    busy = min(workers, sum(map(len, units.values())))
     for name, cfg in configs.items():
-        n = seeds_of(name, scale, seeds)
         if isinstance(getattr(cfg, "data", None), str):
             shape = data_shape(load_data(cfg.data, runtime.data_dir))  # cached: check_data loaded it
         else:
             samples = (getattr(cfg, "n_train", 0) or 0) + (getattr(cfg, "n_test", 0) or 0)
             shape = dataclasses.replace(FUNCTION_DATA, n_samples=samples)
-        units = STUDIES.get(name).work_units(cfg, tuple(range(n)) if isinstance(n, int) else tuple(n), runtime)
-        block = max((len(u.seeds) for u in units), default=1)  # the seeds of the largest stack
-        check_memory(name, cfg, shape, block, min(workers, len(units)), runtime.dtype)
+        block = max((len(u.seeds) for u in units[name]), default=1)  # the seeds of the largest stack
+        check_memory(name, cfg, shape, block, busy, runtime.dtype)
 
 
 def seed_ids(name: str, scale: str, seeds) -> tuple[int, ...]:
