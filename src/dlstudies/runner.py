@@ -1,4 +1,5 @@
-"""Expands a study into work units, skips the stored ones, runs the rest, and writes results.json."""
+"""Expands studies into work units, skips the stored ones, runs the rest as one queue, and writes
+each study's results.json as its last unit is stored."""
 
 from __future__ import annotations
 

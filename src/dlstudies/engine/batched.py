@@ -29,7 +29,7 @@ from dlstudies.engine.evaluate import PROBE_CHUNK
 from dlstudies.engine.losses import LOSSES
 from dlstudies.engine.record import EpochLog, FitResult, Snapshots
 from dlstudies.engine.schedule import fixed_epochs, member_order
-from dlstudies.engine.spec import TrainSpec, batches, training_targets
+from dlstudies.engine.spec import TrainSpec, batches, order_targets
 from dlstudies.errors import UsageError
 from dlstudies.models import conv
 from dlstudies.models.stacked import StackedNet
@@ -51,7 +51,7 @@ def fit_batched(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.
     spec, moved = _kernel_stays_on_cpu(members, x, y, spec, path)
     x, y = x.to(spec.device, members[0].parameters().__next__().dtype), y.to(spec.device)
     net = StackedNet([_on(m, spec.device) for m in members])
-    order = member_order(spec.order, training_targets(y, spec, net.M, len(x)), seeds)
+    order = member_order(spec.order, order_targets(y, spec, net.M, len(x)), seeds)
     log = EpochLog(spec.stop, net.M)
     taken, fast = _fast_trainer(net, opts, x, y, spec, path)
     opt = StackedOptimizer(opts, net.flat) if taken != "kernel" else None

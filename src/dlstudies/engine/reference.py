@@ -12,13 +12,13 @@ from torch import nn
 from dlstudies.engine.losses import LOSSES
 from dlstudies.engine.record import EpochLog, FitResult, Snapshots
 from dlstudies.engine.schedule import member_order
-from dlstudies.engine.spec import TrainSpec, batches, training_targets
+from dlstudies.engine.spec import TrainSpec, batches, order_targets
 from dlstudies.optim import OptSpec, torch_optimizer
 
 
 def fit_reference(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.Tensor, y: torch.Tensor,
                   spec: TrainSpec, seeds: Sequence[int]) -> FitResult:
-    training_targets(y, spec, len(members), len(x))  # checked once
+    order_targets(y, spec, len(members), len(x))  # checked once
     ys = y if spec.member_targets else [y] * len(members)
     parts = [_fit_one(m, o, x, ys[i], spec, s, i, len(members)) for i, (m, o, s) in enumerate(zip(members, opts, seeds))]
     result = FitResult.concat(parts)

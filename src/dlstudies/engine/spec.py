@@ -45,9 +45,9 @@ def batches(n: int, size: int) -> list[slice]:
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def training_targets(y: torch.Tensor, spec: TrainSpec, members: int, n: int) -> torch.Tensor:
-    """The targets the sample order and the shared checks read: y, or the first member's of y's
-    per-member rows (`spec.member_targets`, checked to be one row of n per member)."""
+def order_targets(y: torch.Tensor, spec: TrainSpec, members: int, n: int) -> torch.Tensor:
+    """The targets a named sample order reads: y, or with `spec.member_targets` the first member's
+    row of y (checked to hold one row of n targets per member)."""
     if not spec.member_targets:
         return y
     if y.dim() < 2 or tuple(y.shape[:2]) != (members, n):
