@@ -41,7 +41,7 @@ from torch import nn
 
 from dlstudies.engine import TrainSpec, fixed_epochs
 from dlstudies.engine.spec import batches
-from dlstudies.engine.batched import _batch_grad, micro_size
+from dlstudies.engine.batched import _batch_grad, micro_size, target_rows
 from dlstudies.engine.losses import LOSSES
 from dlstudies.models import conv, stacked
 from dlstudies.models.builders import build_members
@@ -183,20 +183,20 @@ def _step(shape, channels, hidden, batch: int, M: int, name: str, batch_grad=_ba
     x, y = torch.randn(2048, *shape, generator=g), torch.randint(0, 10, (2048,), generator=g)
     rows = torch.stack([torch.randperm(2048, generator=g)[:batch] for _ in range(M)])
     micro = micro_size(net, TrainSpec(fixed_epochs(1), batch))
-    loss_fn = LOSSES.get("cross_entropy").stacked
+    loss_fn, targets = LOSSES.get("cross_entropy").stacked, target_rows(y, False)
 
     def run():
         with layout(name):
-            return batch_grad(net, loss_fn, x, y, rows, micro)
+            return batch_grad(net, loss_fn, x, targets, rows, micro)
     return run, micro
 
 
-def _gathered(net: StackedNet, loss_fn, x, y, rows, micro: int):
+def _gathered(net: StackedNet, loss_fn, x, targets, rows, micro: int):
     """The engine's step before its gradient buffer: whole network per micro-batch, gathered and summed."""
     total, grad = 0.0, 0.0
     for part in [slice(0, rows.shape[1])] if not micro else batches(rows.shape[1], micro):
         r = rows[:, part]
-        losses = loss_fn(net.forward(x[r], training=True), y[r]) * ((part.stop - part.start) / rows.shape[1])
+        losses = loss_fn(net.forward(x[r], training=True), targets(r)) * ((part.stop - part.start) / rows.shape[1])
         grads = torch.autograd.grad(losses.sum(), [net.params[n] for n in net.names])
         total, grad = total + losses.detach(), grad + torch.cat([g.reshape(net.M, -1) for g in grads], 1)
     return total, grad

@@ -153,8 +153,29 @@ def test_a_unit_with_twice_the_epochs_is_estimated_twice_as_long(synthetic_timin
         for u in est.units:  # the others scale as the first one does: within their fixed work
             assert u.seconds == pytest.approx(synthetic_cost(u.unit), rel=0.05)
     shapes = {(u.params, len(u.seeds)) for u in real}
-    # One unit per shape, at four corners (its synthetic rest grows with the budget): none timed twice.
-    assert len(real) > len(shapes) and len(synthetic_timing) == 2 * 4 * len(shapes)
+    # One unit per shape, at four corners (its synthetic rest grows with the budget), each timed twice
+    # (the least counts: growth of the rest is multiplied by 1/budget); no other unit timed.
+    assert len(real) > len(shapes) and len(synthetic_timing) == 2 * 4 * 2 * len(shapes)
+
+
+def test_noise_that_looks_like_growth_of_the_rest_is_timed_away(monkeypatch, tmp_path):
+    """A slice slowed once by other work (its rest seems to grow with the budget, which 1/budget
+    would multiply) is timed again; the least timing gives the estimate of the quiet machine."""
+    calls = {}
+
+    def timed(fn, *args):
+        if fn is not plan_module.execute_unit:
+            return fn(*args), 0.0
+        unit = args[0]
+        calls[unit] = calls.get(unit, 0) + 1
+        noise = 0.5 if calls[unit] == 1 and unit.config.epochs > 1 else 0.0  # the larger budget, first time
+        return {"runs": []}, 1.0 + noise
+
+    monkeypatch.setattr(plan_module, "timed", timed)
+    monkeypatch.setattr(plan_module, "_analysis_s", lambda *args: 0.0)
+    cfg = study_config("grad-norm", "default", [])
+    (unit,) = estimate_study("grad-norm", cfg, (0,), Runtime(), tmp_path).units
+    assert unit.seconds == pytest.approx(1.0)  # not 0.5 s per epoch of its real budget
 
 
 def test_estimate_agrees_with_a_measured_run(monkeypatch, tmp_path):
