@@ -123,6 +123,31 @@ def test_an_interrupted_run_exits_with_the_signal_code_a_resume_line_and_no_warn
     assert not [line for line in lines if "arning" in line or "Traceback" in line or "leaked" in line], err
 
 
+def _blocked_signals(out):
+    out.put(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+
+
+def test_a_ctrl_c_while_the_workers_start_still_interrupts_and_the_workers_are_born_deaf_to_it():
+    """Workers start inside `_sigint_held`: they inherit SIGINT blocked (their initializer ignores
+    it, then unblocks it), while a SIGINT sent to this process then is raised here, not lost."""
+    import multiprocessing
+
+    from dlstudies.executors import _sigint_held
+
+    context = multiprocessing.get_context("spawn")
+    seen = context.Queue()
+    with pytest.raises(KeyboardInterrupt):
+        with _sigint_held():
+            child = context.Process(target=_blocked_signals, args=(seen,))
+            child.start()
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # held in this thread: delivered as the block lifts
+        time.sleep(1.0)  # (a signal that reached another thread is raised here at once)
+    child.join(timeout=60)
+    assert signal.SIGINT in seen.get(timeout=60)
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # the block lifted
+
+
 def test_run_writes_results_and_report_which_rebuilds_without_training(tmp_path, capsys, no_drawing, monkeypatch):
     out = tmp_path / "out"
     assert main(["run", "optimizers", *TINY, "--out", str(out)]) == 0

@@ -53,22 +53,24 @@ def _init_pool_worker(channel=None) -> None:
     _init_worker()
     _QUEUE = channel
     # Ctrl-C reaches the whole process group; the parent alone handles it (by ending the pool),
-    # so workers do not each print a KeyboardInterrupt traceback.
+    # so workers do not each print a KeyboardInterrupt traceback. Born with SIGINT blocked
+    # (_sigint_held), a worker ignores it before unblocking it: one sent meanwhile is dropped.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 @contextlib.contextmanager
-def _sigint_ignored():
-    """Workers started in here inherit SIGINT ignored from birth, so a Ctrl-C while they still
-    import torch (before the initializer runs) cannot print their tracebacks either."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers belong to the main thread
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _sigint_held():
+    """Workers started in here are born with SIGINT blocked (a process inherits its parent's
+    signal mask), so a Ctrl-C while they still import torch, before their initializer runs, cannot
+    print their tracebacks. This process is interrupted still: a SIGINT that arrives meanwhile
+    reaches another of its threads at once, or this one as the block lifts (ignoring it here, as
+    before, lost a Ctrl-C sent while a loaded machine started the workers)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _call(fn: Callable, item, send: Callable[[int, int], None] | None = None):
@@ -181,7 +183,7 @@ def _in_pool(pool: ProcessPoolExecutor, relay: _Relay, fn: Callable, items: Sequ
         yield from _in_process(fn, items, progress)
         return
     with relay.channel(progress) as token:
-        with _sigint_ignored():  # submit starts the workers
+        with _sigint_held():  # submit starts the workers
             futures = [pool.submit(_call_in_pool, fn, item, token, i) for i, item in enumerate(items)]
         for future in as_completed(futures):
             yield future.result()
