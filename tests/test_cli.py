@@ -99,7 +99,9 @@ def _interrupt(tmp_path, signum) -> tuple[int, str]:
     """A pool run stopped by `signum` once its first study is under way: (exit code, stderr)."""
     env = {**os.environ, "PYTHONPATH": str(Path(dlstudies.__file__).parents[1])}
     argv = [sys.executable, "-m", "dlstudies", "run", "normalization", "--workers", "2", "--estimate", "--out", str(tmp_path)]
-    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    # As from a terminal: a test run started in the background may hold SIGINT ignored, which a child inherits.
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     first = ""  # the estimate's lines, then "normalization: 3 units, ... 3 to run": the pool is starting
     while not first.splitlines()[-1:] or not first.splitlines()[-1].startswith("normalization: "):
         line = proc.stderr.readline()
@@ -136,13 +138,17 @@ def test_a_ctrl_c_while_the_workers_start_still_interrupts_and_the_workers_are_b
 
     context = multiprocessing.get_context("spawn")
     seen = context.Queue()
-    with pytest.raises(KeyboardInterrupt):
-        with _sigint_held():
-            child = context.Process(target=_blocked_signals, args=(seen,))
-            child.start()
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.2)  # held in this thread: delivered as the block lifts
-        time.sleep(1.0)  # (a signal that reached another thread is raised here at once)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as from a terminal, however pytest started
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with _sigint_held():
+                child = context.Process(target=_blocked_signals, args=(seen,))
+                child.start()
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.2)  # held in this thread: delivered as the block lifts
+            time.sleep(1.0)  # (a signal that reached another thread is raised here at once)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     child.join(timeout=60)
     assert signal.SIGINT in seen.get(timeout=60)
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # the block lifted
