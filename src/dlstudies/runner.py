@@ -82,6 +82,7 @@ def run_configs(studies: Mapping[str, tuple], scale: str, runtime: Runtime, out:
     results.json written) as soon as its last unit is stored. Returns {name: results}."""
     runs = [StudyRun.open(name, cfg, scale, seeds, runtime, out, quiet, cost) for name, (cfg, seeds) in studies.items()]
     queue = [(run, i) for run in runs for i in range(len(run.todo))]
+    place = {run.todo[i]: (run, i) for run, i in queue}  # a unit back from the executor: whose, where
     done: dict[str, dict] = {}
 
     def finish_complete() -> None:
@@ -97,7 +98,8 @@ def run_configs(studies: Mapping[str, tuple], scale: str, runtime: Runtime, out:
     try:
         finish_complete()  # studies resumed whole
         for unit, result in execute(execute_unit, [run.todo[i] for run, i in queue], progress):
-            next(run for run in runs if run.owns(unit)).record(unit, result)
+            run, i = place[unit]
+            run.record(i, result)
             finish_complete()
     finally:
         for run in runs:
@@ -113,9 +115,9 @@ class StudyRun:
         self.study, self.start = STUDIES.get(name), None  # when its first unit starts (or it finishes)
         self.units = self.study.work_units(cfg, seeds, runtime)
         self.store = UnitStore(out / name / "units")
-        self.stored = {key_of(u): self.store.load(key_of(u)) for u in self.units}
-        self.todo = longest_first([u for u in self.units if self.stored[key_of(u)] is None], cost)
-        self.index = {key_of(u): i for i, u in enumerate(self.todo)}
+        self.keys = {u: key_of(u) for u in self.units}
+        self.stored = {u: self.store.load(key) for u, key in self.keys.items()}
+        self.todo = longest_first([u for u in self.units if self.stored[u] is None], cost)
         self.shown = StudyProgress(name, len(self.todo), quiet)
 
     @classmethod
@@ -129,14 +131,13 @@ class StudyRun:
     def begun(self) -> None:
         self.start = self.start or time.perf_counter()
 
-    def owns(self, unit: Unit) -> bool:
-        return unit.study == self.name and key_of(unit) in self.index
-
-    def record(self, unit: Unit, result: dict) -> None:
+    def record(self, i: int, result: dict) -> None:
+        """The result of the i-th unit to run (`todo[i]`)."""
+        unit = self.todo[i]
         self.begun()
-        self.store.save(key_of(unit), result)  # at once: an interruption loses only running units
-        self.stored[key_of(unit)] = result
-        self.shown.unit_done(self.index[key_of(unit)], result.get("elapsed_s"), _unit_label(unit))
+        self.store.save(self.keys[unit], result)  # at once: an interruption loses only running units
+        self.stored[unit] = result
+        self.shown.unit_done(i, result.get("elapsed_s"), _unit_label(unit))
 
     def complete(self) -> bool:
         return all(r is not None for r in self.stored.values())
@@ -145,7 +146,7 @@ class StudyRun:
         self.begun()
         self.shown.close()
         results = _finish(self.study, self.cfg, self.scale, self.seeds, self.runtime,
-                          [self.stored[key_of(u)] for u in self.units], self.out, command, self.start)
+                          [self.stored[u] for u in self.units], self.out, command, self.start)
         self.shown.say(done_line(self.name, time.perf_counter() - self.start, results))
         return results
 
