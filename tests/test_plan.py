@@ -302,7 +302,8 @@ def test_a_shape_whose_training_does_not_grow_with_its_data_is_scaled_by_its_own
 
     monkeypatch.setattr(plan_module, "timed", timed)
     monkeypatch.setattr(plan_module, "_analysis_s", lambda *args: 0.0)
-    cfg = study_config("sensitivity", "paper", ["epochs=10", "max_steps=20000", "n_train=20000"])
+    cfg = replace(study_config("sensitivity", "paper", ["epochs=10", "max_steps=20000", "n_train=20000"]),
+                  max_epochs_factor=2)  # matched-loss may outlast equal-epochs: units of its own
     est = estimate_study("sensitivity", cfg, (0, 1), Runtime(), tmp_path)
     assert {u.unit.param("group") for u in est.units} == {"fixed-budget", "matched-loss"}
     for u in est.units:
@@ -347,7 +348,8 @@ def test_units_of_one_params_with_fewer_seeds_are_estimated_per_seed(monkeypatch
 
     monkeypatch.setattr(plan_module, "timed", timed)
     monkeypatch.setattr(plan_module, "_analysis_s", lambda *args: 0.0)
-    cfg = study_config("sensitivity", "paper", ["epochs=10", "max_steps=20000", "n_train=20000"])
+    cfg = replace(study_config("sensitivity", "paper", ["epochs=10", "max_steps=20000", "n_train=20000"]),
+                  max_epochs_factor=2)  # matched-loss may outlast equal-epochs: units of its own
     est = estimate_study("sensitivity", cfg, tuple(range(10)), Runtime(), tmp_path)
     assert {len(u.unit.seeds) for u in est.units} == {2, 3, 5} and 2 not in timed_seeds  # (3, 4): by the block of 5
     for u in est.units:

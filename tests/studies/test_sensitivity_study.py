@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from dlstudies.analysis.claims import evaluate
+from dlstudies.config import Runtime
 from dlstudies.errors import UsageError
 from dlstudies.studies import sensitivity as sv
 from dlstudies.studies.results import summarize_study
@@ -74,6 +75,43 @@ def test_matched_loss_stops_at_max_steps_or_its_epoch_cap_whichever_comes_first(
     assert epochs == {32: math.ceil(20000 / 1688), 256: math.ceil(20000 / 211), 512: 100}  # 190 epochs of steps at 512
     uncapped = replace(cfg, max_epochs_factor=None)
     assert sv.ARMS.get("matched-loss")(uncapped, 512, 54000).epochs == math.ceil(20000 / 106)
+
+
+def _unit_runs(cfg, seeds=SEEDS) -> dict:
+    """(condition, seed) -> run record, over every unit of cfg."""
+    units = sv.units(cfg, seeds, Runtime())
+    return {(r["condition"], r["seed"]): r for u in units for r in sv.run_unit(u)["runs"]}
+
+
+def test_matched_loss_read_off_the_equal_epochs_fit_is_the_one_trained_alone():
+    # epochs 6 and factor 1: the step caps (40 steps: 6, 10, 20 epochs) and the epoch cap both bind
+    cfg = replace(TINY, epochs=6, max_epochs_factor=1, target_loss=2.305)  # reached by some runs
+    assert {u.param("group") for u in sv.units(cfg, SEEDS, Runtime())} == {"fixed-budget"}
+    assert sv.units(replace(cfg, arms=("matched-loss",)), SEEDS, Runtime())[0].param("group") == "matched-loss"
+    read_off = _unit_runs(cfg)
+    alone = _unit_runs(replace(cfg, arms=("matched-loss",)))
+    runs = [(read_off[key], r) for key, r in alone.items()]
+    assert len(runs) == len(SEEDS) * len(cfg.batch_sizes)
+    assert {r["converged"] for _, r in runs} == {True, False}  # stopped at the target and at the caps
+    for a, b in runs:
+        assert a["metrics"]["epochs"] == b["metrics"]["epochs"] and a["converged"] == b["converged"]
+        np.testing.assert_allclose(a["curves"]["train_loss"], b["curves"]["train_loss"], rtol=1e-5)
+        for k, v in b["metrics"].items():
+            assert a["metrics"][k] == pytest.approx(v, rel=1e-4, abs=1e-7), k
+
+
+def test_matched_loss_trains_in_its_own_units_where_it_may_outlast_equal_epochs():
+    assert {u.param("group") for u in sv.units(TINY, SEEDS, Runtime())} == {"fixed-budget", "matched-loss"}
+    paper = sv.units(sv.PRESETS["paper"], tuple(range(10)), Runtime())
+    assert {u.param("group") for u in paper} == {"fixed-budget"}
+    assert {u.seeds for u in paper if "matched-loss" in u.param("arms")} == {(0, 1, 2)}
+
+
+def test_a_target_recipe_is_read_off_a_fixed_one_at_its_lr_with_at_least_its_epochs():
+    a, b = sv.Recipe(0.1, 5), sv.Recipe(0.1, 4, target=0.2)
+    assert sv.hosts({a: [], b: []}) == {b: a}
+    assert sv.hosts({sv.Recipe(0.1, 3): [], b: []}) == {}  # shorter: b may train past its end
+    assert sv.hosts({sv.Recipe(0.2, 5): [], b: []}) == {}  # another lr: another trajectory
 
 
 def test_sanity_records_hold_and_results_are_json_ready(study):

@@ -27,7 +27,7 @@ from torch import nn
 from dlstudies.engine import fused, kernel
 from dlstudies.engine.evaluate import PROBE_CHUNK
 from dlstudies.engine.losses import LOSSES
-from dlstudies.engine.record import EpochLog, FitResult, Snapshots
+from dlstudies.engine.record import EpochLog, FitResult, Keeper, Snapshots
 from dlstudies.engine.schedule import fixed_epochs, member_order
 from dlstudies.engine.spec import TrainSpec, batches, order_targets
 from dlstudies.errors import UsageError
@@ -52,7 +52,7 @@ def fit_batched(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.
     x, y = x.to(spec.device, members[0].parameters().__next__().dtype), y.to(spec.device)
     net = StackedNet([_on(m, spec.device) for m in members])
     order = member_order(spec.order, order_targets(y, spec, net.M, len(x)), seeds)
-    log = EpochLog(spec.stop, net.M)
+    log, keeper = EpochLog(spec.stop, net.M), Keeper(spec, net.M)
     taken, fast = _fast_trainer(net, opts, x, y, spec, path)
     opt = StackedOptimizer(opts, net.flat) if taken != "kernel" else None
     fast = fast(opt) if callable(fast) else fast
@@ -70,7 +70,8 @@ def fit_batched(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.
             _put_back(net, held)
             trace = _stopped_as_nan(trace, log.active)
         traces += [trace] if trace is not None else []
-        log.end_epoch(epoch, losses, _probe(predict, spec))
+        log.end_epoch(epoch, losses, _probe(predict, spec.probes))
+        keeper.end_epoch(epoch, losses, lambda probes: _probe(predict, probes), log.active, net.member_state)
         if opt is not None and not log.active.all():  # log.active is on the host: no read of the device
             opt.set_active(log.active.to(spec.device))
         if fast is not None:
@@ -78,7 +79,9 @@ def fit_batched(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.
         snaps.after(epoch + 1, net.flat)
         if not log.active.any():
             break
-    return log.result(_join(traces), _modules(net, members), snaps.result(net.flat), taken)
+    kept = keeper.result(net.member_state, lambda states: _modules(states, members, net.flat.device), taken)
+    states = [net.member_state(i) for i in range(net.M)]
+    return log.result(_join(traces), _modules(states, members, net.flat.device), snaps.result(net.flat), taken, kept)
 
 
 def _kernel_stays_on_cpu(members, x, y, spec: TrainSpec, path: str) -> tuple[TrainSpec, bool]:
@@ -233,8 +236,8 @@ def _epoch(net, opt, x, y, idx, spec: TrainSpec, tracing: bool, micro: int = 0):
     return total / idx.shape[1], {k: torch.cat(v, 1) for k, v in trace.items()} if tracing else None
 
 
-def _probe(predict, spec: TrainSpec) -> dict[str, torch.Tensor]:
-    return {k: v for probe in spec.probes for k, v in probe(predict).items()}
+def _probe(predict, probes) -> dict[str, torch.Tensor]:
+    return {k: v for probe in probes for k, v in probe(predict).items()}
 
 
 @torch.no_grad()
@@ -247,11 +250,12 @@ def stacked_predict(net: StackedNet, x: torch.Tensor, chunk: int | None = None) 
     return torch.cat(outs, 1)
 
 
-def _modules(net: StackedNet, members: Sequence[nn.Module]) -> list[nn.Module]:
+def _modules(states: Sequence[dict], members: Sequence[nn.Module], device) -> list[nn.Module]:
+    """Copies of the members holding the given states (one per member), in eval mode."""
     out = []
-    for i, m in enumerate(members):
-        trained = copy.deepcopy(m).to(net.flat.device)
-        trained.load_state_dict(net.member_state(i))
+    for state, m in zip(states, members):
+        trained = copy.deepcopy(m).to(device)
+        trained.load_state_dict(state)
         out.append(trained.eval())
     return out
 

@@ -27,6 +27,7 @@ class FitResult:
     models: list[nn.Module] = field(default_factory=list)
     snapshots: np.ndarray | None = None  # (M, n, P) flat parameters at epochs 0, k, 2k, ... (TrainSpec.snapshot_every)
     path: str = ""  # the engine path that trained the members: "kernel", "fused", "autograd" or "reference"
+    kept: "FitResult | None" = None  # the fit under TrainSpec.keep, read off this one (no trace, no snapshots)
 
     @staticmethod
     def concat(parts: list["FitResult"]) -> "FitResult":
@@ -39,6 +40,7 @@ class FitResult:
             [m for p in parts for m in p.models],
             None if parts[0].snapshots is None else np.concatenate([p.snapshots for p in parts]),
             parts[0].path,
+            None if parts[0].kept is None else FitResult.concat([p.kept for p in parts]),
         )
 
     def final(self, name: str = "loss") -> np.ndarray:
@@ -112,8 +114,8 @@ def to_host(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 class EpochLog:
     """Tracks which members are active and records their epoch values; decides who stops."""
 
-    def __init__(self, stop: StopRule, M: int):
-        self.stop = stop
+    def __init__(self, stop: StopRule, M: int, counted: bool = True):
+        self.stop, self.counted = stop, counted  # counted: the progress bar counts its epochs
         self.active = torch.ones(M, dtype=torch.bool)
         self.previous = torch.full((M,), float("nan"), dtype=torch.float64)
         self.epochs = np.zeros(M, dtype=np.int64)
@@ -121,7 +123,8 @@ class EpochLog:
         self.diverged = np.zeros(M, dtype=bool)
         self.diverged_epoch = np.full(M, -1, dtype=np.int64)
         self.history: dict[str, list[np.ndarray]] = {}
-        progress.planned(M * stop.max_epochs)
+        if counted:
+            progress.planned(M * stop.max_epochs)
 
     def end_epoch(self, epoch: int, loss: torch.Tensor, probes: dict[str, torch.Tensor]) -> None:
         values = to_host({"loss": loss, **probes})
@@ -137,7 +140,8 @@ class EpochLog:
         self.active &= ~(bad | done)
         self.previous = torch.where(was, loss, self.previous)
         # Members that stopped now give up the rest of their planned epochs: the bar counts them done.
-        progress.trained(int(was.sum()), int((was & ~self.active).sum()) * (self.stop.max_epochs - epoch - 1))
+        if self.counted:
+            progress.trained(int(was.sum()), int((was & ~self.active).sum()) * (self.stop.max_epochs - epoch - 1))
 
     def _record(self, values: dict[str, torch.Tensor], was: torch.Tensor) -> None:
         for name, v in values.items():
@@ -146,10 +150,42 @@ class EpochLog:
             self.history.setdefault(name, []).append(v)
 
     def result(self, trace: np.ndarray | None, models: list[nn.Module], snapshots: np.ndarray | None = None,
-               path: str = "") -> FitResult:
+               path: str = "", kept: FitResult | None = None) -> FitResult:
         hist = {k: np.stack(v, 1) for k, v in self.history.items()}
         return FitResult(self.epochs, self.converged, self.diverged, self.diverged_epoch, hist, trace, models, snapshots,
-                         path)
+                         path, kept)
+
+
+class Keeper:
+    """Where a second rule (`TrainSpec.keep`) would stop each member while the fit trains on under its
+    own: the member's state at that epoch, and the history a fit under that rule records (its own
+    EpochLog, fed the same epoch losses and the `keep_probes`). A member the fit itself stops first
+    is kept where it stopped."""
+
+    def __init__(self, spec, M: int):
+        self.probes = spec.keep_probes
+        self.log = EpochLog(spec.keep, M, counted=False) if spec.keep is not None else None
+        self.states: list[dict | None] = [None] * M
+
+    def end_epoch(self, epoch: int, loss: torch.Tensor, measure, training: torch.Tensor, state) -> None:
+        """After the fit's own log took the epoch: `measure(probes)` -> their values now, `training` the
+        members the fit still trains, `state(i)` member i's state (a copy) now."""
+        if self.log is None or not bool(self.log.active.any()):
+            return  # nobody open: the probes are not measured
+        was = self.log.active.clone()
+        self.log.end_epoch(epoch, loss, measure(self.probes))
+        self.log.active &= training
+        if epoch + 1 >= self.log.stop.max_epochs:
+            self.log.active[:] = False
+        for i in (was & ~self.log.active).nonzero().flatten().tolist():
+            self.states[i] = state(i)
+
+    def result(self, state, models, path: str) -> FitResult | None:
+        """`models(states)` -> the modules holding them; members still open take their state now."""
+        if self.log is None:
+            return None
+        states = [s if s is not None else state(i) for i, s in enumerate(self.states)]
+        return self.log.result(None, models(states), None, path)
 
 
 class Snapshots:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from dlstudies.engine.losses import LOSSES
-from dlstudies.engine.record import EpochLog, FitResult, Snapshots
+from dlstudies.engine.record import EpochLog, FitResult, Keeper, Snapshots
 from dlstudies.engine.schedule import member_order
 from dlstudies.engine.spec import TrainSpec, batches, order_targets
 from dlstudies.optim import OptSpec, torch_optimizer
@@ -31,18 +31,28 @@ def _fit_one(member: nn.Module, opt_spec: OptSpec, x, y, spec: TrainSpec, seed: 
     x, y = x.to(spec.device, next(model.parameters()).dtype), y.to(spec.device)
     opt = torch_optimizer(opt_spec, model.parameters())
     order = member_order(spec.order, y, [seed], rows=(i, M))  # member i's row of an explicit order
-    log = EpochLog(spec.stop, 1)
+    log, keeper = EpochLog(spec.stop, 1), Keeper(spec, 1)
     traces, snaps = [], Snapshots(spec.snapshot_every, spec.stop.max_epochs)
     snaps.after(0, _flat(model))
     for epoch in range(spec.stop.max_epochs):
         loss, trace = _epoch(model, opt, x, y, order(epoch)[0].to(spec.device), spec)
         traces += [trace] if epoch < spec.trace_epochs else []
-        log.end_epoch(epoch, loss.reshape(1), _probe(model, spec, i, M))
+        log.end_epoch(epoch, loss.reshape(1), _probe(model, spec.probes, spec, i, M))
+        keeper.end_epoch(epoch, loss.reshape(1), lambda probes: _probe(model, probes, spec, i, M), log.active,
+                         lambda _: copy.deepcopy(model.state_dict()))
         snaps.after(epoch + 1, _flat(model))
         if not log.active.any():
             break
     trace = {k: torch.cat([t[k] for t in traces]).reshape(1, -1).numpy() for k in traces[0]} if traces else None
-    return log.result(trace, [model.eval()], snaps.result(_flat(model)))
+    kept = keeper.result(lambda _: copy.deepcopy(model.state_dict()), lambda states: [_holding(member, states[0], spec)],
+                         "reference")
+    return log.result(trace, [model.eval()], snaps.result(_flat(model)), kept=kept)
+
+
+def _holding(member: nn.Module, state: dict, spec: TrainSpec) -> nn.Module:
+    model = copy.deepcopy(member).to(spec.device)
+    model.load_state_dict(state)
+    return model.eval()
 
 
 def _flat(model: nn.Module) -> torch.Tensor:
@@ -65,7 +75,7 @@ def _epoch(model: nn.Module, opt: torch.optim.Optimizer, x, y, idx, spec: TrainS
     return total / len(idx), {"loss": torch.stack(losses), "grad_norm": torch.stack(norms).double()}
 
 
-def _probe(model: nn.Module, spec: TrainSpec, i: int, M: int) -> dict[str, torch.Tensor]:
+def _probe(model: nn.Module, probes, spec: TrainSpec, i: int, M: int) -> dict[str, torch.Tensor]:
     """Member i's probe values. With `member_targets` a probe may hold each member's own labels
     (M, N): it is shown member i's outputs in every one of M rows and its row i is kept."""
     model.eval()
@@ -76,5 +86,5 @@ def _probe(model: nn.Module, spec: TrainSpec, i: int, M: int) -> dict[str, torch
         out = model(inputs.to(spec.device, next(model.parameters()).dtype))
         return out.expand(rows, *out.shape)
 
-    values = {k: v for probe in spec.probes for k, v in probe(predict).items()}
+    values = {k: v for probe in probes for k, v in probe(predict).items()}
     return {k: v[i:i + 1] for k, v in values.items()} if spec.member_targets else values

@@ -28,6 +28,12 @@ class TrainSpec:
     # y holds each member's own targets, (M, n, ...): members trained on different labels (a
     # corrupted copy per seed) share one stack. A named order reads the first member's targets.
     member_targets: bool = False
+    # Keep each member's state where this rule would stop it while training goes on under `stop`:
+    # result.kept is the fit that `stop=keep, probes=keep_probes` gives (a stop at a target loss read
+    # off a longer fit of the same recipe, not trained twice). `keep_probes` are measured only while
+    # some member is still open under the rule, so they cost nothing after it has stopped everyone.
+    keep: StopRule | None = None
+    keep_probes: tuple[Probe, ...] = field(default_factory=tuple)
 
     def __post_init__(self):
         if self.batch_size < 1:
@@ -36,6 +42,9 @@ class TrainSpec:
             raise UsageError(f"micro_batch must be >= 0 (0: whole batches) or None (auto), got {self.micro_batch}")
         if self.snapshot_every < 0:
             raise UsageError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
+        if self.keep is not None and self.keep.max_epochs > self.stop.max_epochs:
+            raise UsageError(f"keep.max_epochs ({self.keep.max_epochs}) must be <= stop.max_epochs "
+                             f"({self.stop.max_epochs}): the rule is read off this fit's epochs")
         if not isinstance(self.order, str) and not callable(self.order):
             object.__setattr__(self, "order", explicit_table(self.order))  # frozen: set once, here
 

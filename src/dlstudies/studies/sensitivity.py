@@ -27,7 +27,10 @@ each its own condition (`batch-64/equal-steps`):
   `max_steps` steps, or `max_epochs_factor` × `epochs` epochs where that is set (whichever comes
   first): the de-confounded reading, which the answer gives.
 Identical recipes are trained once (linear-lr at B_min is equal-epochs there, as is equal-steps at
-B_max). Claims are trends within an arm: the per-seed Spearman correlation with batch size of test
+B_max). Matched-loss trains the seed, lr and sample order of equal-epochs until it stops: where its
+epoch cap is at most `epochs` (`max_epochs_factor` 1, as at paper) it is not trained again but read
+off the equal-epochs fit of its seeds, each model kept at the epoch its rule stops it
+(`TrainSpec.keep`), and the full training loss is measured only until then. Claims are trends within an arm: the per-seed Spearman correlation with batch size of test
 accuracy (falls), sharpness (rises; Keskar et al. 2017) and the Jacobian norm (rises; Novak et
 al. 2018), and report B's claim that its sensitivity falls.
 
@@ -197,10 +200,14 @@ def recipes(cfg: Config, batch: int, n: int, arms=None) -> dict[Recipe, list[str
     return out
 
 
-# The matched-loss arm never shares a recipe with the fixed-budget arms, so it runs in units of its
-# own: smaller units keep two workers evenly busy.
-GROUPS = {"equal-epochs": "fixed-budget", "equal-steps": "fixed-budget", "linear-lr": "fixed-budget",
-          "matched-loss": "matched-loss"}
+def group(cfg: Config, arm: str) -> str:
+    """The unit group an arm trains in. Matched-loss trains the same seed, lr and sample order as
+    equal-epochs until it stops, so with an epoch cap of at most `epochs` (`max_epochs_factor` 1) it is
+    read off the equal-epochs fit of its seeds (`TrainSpec.keep`) and trains in its units; otherwise
+    it may train longer and runs in units of its own (smaller units keep two workers evenly busy)."""
+    if arm != "matched-loss" or (cfg.max_epochs_factor == 1 and "equal-epochs" in cfg.arms):
+        return "fixed-budget"
+    return "matched-loss"
 
 
 def arm_seeds(cfg: Config, arm: str, seeds) -> tuple[int, ...]:
@@ -213,8 +220,8 @@ def units(cfg: Config, seeds: tuple[int, ...], runtime: Runtime) -> list[Unit]:
     blocks of the seeds they share; a unit trains its `arms` on its seeds."""
     out = []
     for b in sorted(cfg.batch_sizes, reverse=True):
-        for g in dict.fromkeys(GROUPS[a] for a in cfg.arms):
-            mine = {a: arm_seeds(cfg, a, seeds) for a in cfg.arms if GROUPS[a] == g}
+        for g in dict.fromkeys(group(cfg, a) for a in cfg.arms):
+            mine = {a: arm_seeds(cfg, a, seeds) for a in cfg.arms if group(cfg, a) == g}
             out += [Unit("sensitivity", cfg, block, runtime, (("batch_size", b), ("group", g), ("arms", arms)))
                     for arms, block in arm_seed_blocks(mine, cfg.seed_chunk)]
     return out
@@ -229,9 +236,12 @@ def run_unit(unit: Unit) -> dict:
     device = unit.runtime.device
     sets = {"test": (data.test.x.to(device), data.test.y.to(device)),
             "train": tuple(t[:cfg.sharpness_n].to(device) for t in (data.train.x, data.train.y))}
+    plan = recipes(cfg, batch, len(data.train.y), unit.param("arms"))
+    fits = _fits(cfg, unit, data, batch, plan)
     runs, independence = [], None
-    for recipe, arms in recipes(cfg, batch, len(data.train.y), unit.param("arms")).items():
-        fit, own = _train(cfg, unit, data, batch, recipe)
+    for recipe, arms in plan.items():
+        fit = fits[recipe]
+        own = split_metrics(fit.models, data)
         measured = [_measure(cfg, unit.seeds[i], m, sets, fit.diverged[i]) for i, m in enumerate(fit.models)]
         runs += [_run(arm, batch, recipe, (fit, own), i, seed, measured[i], len(data.train.y))
                  for arm in arms for i, seed in enumerate(unit.seeds)]
@@ -239,13 +249,41 @@ def run_unit(unit: Unit) -> dict:
     return {"runs": runs, "batch_independence": independence}
 
 
-def _train(cfg: Config, unit: Unit, data, batch: int, recipe: Recipe):
-    probes = (loss_probe("train_loss", data.train.x, data.train.y, "cross_entropy"),) if recipe.target else ()
-    stop = StopRule(recipe.epochs, target=recipe.target, watch="train_loss" if recipe.target else "loss")
-    spec = TrainSpec(stop, batch, probes=probes, device=unit.runtime.device)
-    fit = fit_members(unit, NETS.get(cfg.model)(cfg, data), OptSpec(cfg.optimizer, recipe.lr, cfg.momentum),
-                      data.train.x, data.train.y, spec)
-    return fit, split_metrics(fit.models, data)
+def hosts(plan) -> dict[Recipe, Recipe]:
+    """{target recipe: the fixed-budget recipe it is read off}: one at the same lr with at least its
+    epochs trains the same steps up to the target recipe's stop (same seeds and sample order)."""
+    fixed = [r for r in plan if r.target is None]
+    out = {}
+    for r in plan:
+        host = next((h for h in fixed if r.target is not None and h.lr == r.lr and h.epochs >= r.epochs), None)
+        if host is not None and host not in out.values():
+            out[r] = host
+    return out
+
+
+def _fits(cfg: Config, unit: Unit, data, batch: int, plan) -> dict:
+    """Each recipe's fit; a target recipe with a host is the host fit's `kept`, not trained again."""
+    ridden = hosts(plan)
+    riders = {host: r for r, host in ridden.items()}
+    fits = {}
+    for recipe in (r for r in plan if r not in ridden):
+        fits[recipe] = _train(cfg, unit, data, batch, recipe, riders.get(recipe))
+        if recipe in riders:
+            fits[riders[recipe]] = fits[recipe].kept
+    return fits
+
+
+def _stop(recipe: Recipe) -> StopRule:
+    return StopRule(recipe.epochs, target=recipe.target, watch="train_loss" if recipe.target else "loss")
+
+
+def _train(cfg: Config, unit: Unit, data, batch: int, recipe: Recipe, rider: Recipe | None = None):
+    """The fit of `recipe`; with `rider` (a target recipe) also where that one stops (`fit.kept`)."""
+    probe = loss_probe("train_loss", data.train.x, data.train.y, "cross_entropy")
+    keep = {"keep": _stop(rider), "keep_probes": (probe,)} if rider else {}
+    spec = TrainSpec(_stop(recipe), batch, probes=(probe,) if recipe.target else (), device=unit.runtime.device, **keep)
+    return fit_members(unit, NETS.get(cfg.model)(cfg, data), OptSpec(cfg.optimizer, recipe.lr, cfg.momentum),
+                       data.train.x, data.train.y, spec)
 
 
 def _measure(cfg: Config, seed: int, model, sets: dict, diverged: bool) -> dict:
@@ -421,7 +459,10 @@ def setup(cfg: Config) -> str:
 
 
 def _epoch_cap(cfg: Config) -> str:
-    return "" if cfg.max_epochs_factor is None else f" and {cfg.max_epochs_factor * cfg.epochs} epochs"
+    if cfg.max_epochs_factor is None:
+        return ""
+    read_off = ", read off the equal-epochs fits" if group(cfg, "matched-loss") == "fixed-budget" else ""
+    return f" and {cfg.max_epochs_factor * cfg.epochs} epochs{read_off}"
 
 
 # ---- figures -----------------------------------------------------------------------------------
