@@ -27,7 +27,7 @@ from torch import nn
 from dlstudies.engine import fused, kernel
 from dlstudies.engine.evaluate import PROBE_CHUNK
 from dlstudies.engine.losses import LOSSES
-from dlstudies.engine.record import EpochLog, FitResult, Keeper, Snapshots
+from dlstudies.engine.record import EpochLog, FitResult, Keeper, Snapshots, modules_holding
 from dlstudies.engine.schedule import fixed_epochs, member_order
 from dlstudies.engine.spec import TrainSpec, batches, order_targets
 from dlstudies.errors import UsageError
@@ -79,9 +79,9 @@ def fit_batched(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.
         snaps.after(epoch + 1, net.flat)
         if not log.active.any():
             break
-    kept = keeper.result(net.member_state, lambda states: _modules(states, members, net.flat.device), taken)
+    kept = keeper.result(net.member_state, lambda states: modules_holding(states, members, net.flat.device), taken)
     states = [net.member_state(i) for i in range(net.M)]
-    return log.result(_join(traces), _modules(states, members, net.flat.device), snaps.result(net.flat), taken, kept)
+    return log.result(_join(traces), modules_holding(states, members, net.flat.device), snaps.result(net.flat), taken, kept)
 
 
 def _kernel_stays_on_cpu(members, x, y, spec: TrainSpec, path: str) -> tuple[TrainSpec, bool]:
@@ -248,16 +248,6 @@ def stacked_predict(net: StackedNet, x: torch.Tensor, chunk: int | None = None) 
     x = x.to(net.flat.device, net.flat.dtype)
     outs = [net.forward(x[b].expand(net.M, *x[b].shape), training=False) for b in batches(len(x), chunk)]
     return torch.cat(outs, 1)
-
-
-def _modules(states: Sequence[dict], members: Sequence[nn.Module], device) -> list[nn.Module]:
-    """Copies of the members holding the given states (one per member), in eval mode."""
-    out = []
-    for state, m in zip(states, members):
-        trained = copy.deepcopy(m).to(device)
-        trained.load_state_dict(state)
-        out.append(trained.eval())
-    return out
 
 
 def predict_members(models: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:

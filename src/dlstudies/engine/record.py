@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -154,6 +155,16 @@ class EpochLog:
         hist = {k: np.stack(v, 1) for k, v in self.history.items()}
         return FitResult(self.epochs, self.converged, self.diverged, self.diverged_epoch, hist, trace, models, snapshots,
                          path, kept)
+
+
+def modules_holding(states, members, device) -> list[nn.Module]:
+    """Copies of the members (on `device`, in eval mode) holding the given states, one per member."""
+    out = []
+    for state, m in zip(states, members):
+        trained = copy.deepcopy(m).to(device)
+        trained.load_state_dict(state)
+        out.append(trained.eval())
+    return out
 
 
 class Keeper:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from dlstudies.engine.losses import LOSSES
-from dlstudies.engine.record import EpochLog, FitResult, Keeper, Snapshots
+from dlstudies.engine.record import EpochLog, FitResult, Keeper, Snapshots, modules_holding
 from dlstudies.engine.schedule import member_order
 from dlstudies.engine.spec import TrainSpec, batches, order_targets
 from dlstudies.optim import OptSpec, torch_optimizer
@@ -44,15 +44,9 @@ def _fit_one(member: nn.Module, opt_spec: OptSpec, x, y, spec: TrainSpec, seed: 
         if not log.active.any():
             break
     trace = {k: torch.cat([t[k] for t in traces]).reshape(1, -1).numpy() for k in traces[0]} if traces else None
-    kept = keeper.result(lambda _: copy.deepcopy(model.state_dict()), lambda states: [_holding(member, states[0], spec)],
+    kept = keeper.result(lambda _: copy.deepcopy(model.state_dict()), lambda states: modules_holding(states, [member], spec.device),
                          "reference")
     return log.result(trace, [model.eval()], snaps.result(_flat(model)), kept=kept)
-
-
-def _holding(member: nn.Module, state: dict, spec: TrainSpec) -> nn.Module:
-    model = copy.deepcopy(member).to(spec.device)
-    model.load_state_dict(state)
-    return model.eval()
 
 
 def _flat(model: nn.Module) -> torch.Tensor:
