@@ -212,7 +212,7 @@ def test_sensitivity_trains_its_large_cnn_batches_as_micro_batches():
     cfg = replace(sv.PRESETS["smoke"], n_train=4 * MICRO_BATCH, n_test=20, batch_sizes=(MICRO_BATCH, 4 * MICRO_BATCH))
     data = load_split_data(cfg, Runtime())
     unit = Unit("sensitivity", cfg, (0,), Runtime())
-    large, small = (sv._train(cfg, unit, data, b, sv.Recipe(cfg.lr, 1))[0].path for b in (4 * MICRO_BATCH, MICRO_BATCH))
+    large, small = (sv._train(cfg, unit, data, b, sv.Recipe(cfg.lr, 1)).path for b in (4 * MICRO_BATCH, MICRO_BATCH))
     assert large.startswith(f"autograd-micro{MICRO_BATCH}") and small.startswith("autograd") and "micro" not in small
 
 
