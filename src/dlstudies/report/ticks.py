@@ -26,6 +26,7 @@ def plain_number(value: float, pos=None) -> str:
     """A tick value as a person writes it: 0.6, 2, 1500; 2e-5 or 3e+6 far from 1 (no ×10^ notation)."""
     if value == 0:
         return "0"
+    value = float(f"{value:.3g}")  # a tick at 3.0000000000000004e-05 reads "3e-5", not numpy's "3.e-5"
     if PLAIN_LOW <= abs(value) < PLAIN_HIGH:
         return np.format_float_positional(value, precision=3, fractional=False, trim="-")
     return np.format_float_scientific(value, precision=2, trim="-", exp_digits=1)
