@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -79,9 +80,10 @@ def fit_batched(members: Sequence[nn.Module], opts: Sequence[OptSpec], x: torch.
         snaps.after(epoch + 1, net.flat)
         if not log.active.any():
             break
-    kept = keeper.result(net.member_state, lambda states: modules_holding(states, members, net.flat.device), taken)
-    states = [net.member_state(i) for i in range(net.M)]
-    return log.result(_join(traces), modules_holding(states, members, net.flat.device), snaps.result(net.flat), taken, kept)
+    holding = functools.partial(modules_holding, members=members, device=net.flat.device)
+    kept = keeper.result(net.member_state, holding, taken)
+    trained = holding([net.member_state(i) for i in range(net.M)])
+    return log.result(_join(traces), trained, snaps.result(net.flat), taken, kept)
 
 
 def _kernel_stays_on_cpu(members, x, y, spec: TrainSpec, path: str) -> tuple[TrainSpec, bool]:

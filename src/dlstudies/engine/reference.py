@@ -32,20 +32,19 @@ def _fit_one(member: nn.Module, opt_spec: OptSpec, x, y, spec: TrainSpec, seed: 
     opt = torch_optimizer(opt_spec, model.parameters())
     order = member_order(spec.order, y, [seed], rows=(i, M))  # member i's row of an explicit order
     log, keeper = EpochLog(spec.stop, 1), Keeper(spec, 1)
+    state = lambda _: copy.deepcopy(model.state_dict())  # noqa: E731  (member 0 of this one-member fit)
     traces, snaps = [], Snapshots(spec.snapshot_every, spec.stop.max_epochs)
     snaps.after(0, _flat(model))
     for epoch in range(spec.stop.max_epochs):
         loss, trace = _epoch(model, opt, x, y, order(epoch)[0].to(spec.device), spec)
         traces += [trace] if epoch < spec.trace_epochs else []
         log.end_epoch(epoch, loss.reshape(1), _probe(model, spec.probes, spec, i, M))
-        keeper.end_epoch(epoch, loss.reshape(1), lambda probes: _probe(model, probes, spec, i, M), log.active,
-                         lambda _: copy.deepcopy(model.state_dict()))
+        keeper.end_epoch(epoch, loss.reshape(1), lambda probes: _probe(model, probes, spec, i, M), log.active, state)
         snaps.after(epoch + 1, _flat(model))
         if not log.active.any():
             break
     trace = {k: torch.cat([t[k] for t in traces]).reshape(1, -1).numpy() for k in traces[0]} if traces else None
-    kept = keeper.result(lambda _: copy.deepcopy(model.state_dict()), lambda states: modules_holding(states, [member], spec.device),
-                         "reference")
+    kept = keeper.result(state, lambda states: modules_holding(states, [member], spec.device), "reference")
     return log.result(trace, [model.eval()], snaps.result(_flat(model)), kept=kept)
 
 

@@ -30,9 +30,10 @@ Identical recipes are trained once (linear-lr at B_min is equal-epochs there, as
 B_max). Matched-loss trains the seed, lr and sample order of equal-epochs until it stops: where its
 epoch cap is at most `epochs` (`max_epochs_factor` 1, as at paper) it is not trained again but read
 off the equal-epochs fit of its seeds, each model kept at the epoch its rule stops it
-(`TrainSpec.keep`), and the full training loss is measured only until then. Claims are trends within an arm: the per-seed Spearman correlation with batch size of test
-accuracy (falls), sharpness (rises; Keskar et al. 2017) and the Jacobian norm (rises; Novak et
-al. 2018), and report B's claim that its sensitivity falls.
+(`TrainSpec.keep`), and the full training loss is measured only until then. Claims are trends
+within an arm: the per-seed Spearman correlation with batch size of test accuracy (falls), sharpness
+(rises; Keskar et al. 2017) and the Jacobian norm (rises; Novak et al. 2018), and report B's claim
+that its sensitivity falls.
 
 Training (chosen, report B is silent): SGD with Nesterov momentum 0.9, the CNN of `interpolation`
 (B9); at default the 8x8 `digits`, lr 0.05, 70 epochs; `target_loss` 0.02 chosen from pilot runs (4
