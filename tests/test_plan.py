@@ -179,6 +179,27 @@ def test_noise_that_looks_like_growth_of_the_rest_is_timed_away(monkeypatch, tmp
     assert unit.seconds == pytest.approx(1.0)  # not 0.5 s per epoch of its real budget
 
 
+def test_a_unit_scaled_far_beyond_its_slices_is_timed_twice(monkeypatch, tmp_path):
+    """The noise of one timing is multiplied by as much as a slice is scaled up: a unit estimated
+    at more than REPEAT_ABOVE times its larger slice has its corners timed twice, the least kept.
+    Here every slice's first timing is slowed by half (all of it training, so nothing else repeats)."""
+    calls = collections.Counter()
+
+    def time_slice(unit):
+        calls[unit] += 1
+        cost = synthetic_cost(unit) * (1.5 if calls[unit] == 1 else 1.0)
+        return Timing(cost, cost, 1), {"runs": []}
+
+    monkeypatch.setattr(plan_module, "_time_slice", time_slice)
+    monkeypatch.setattr(plan_module, "_analysis_s", lambda *args: 0.0)
+    cfg = study_config("random-labels", "default", ["epochs=5000"])
+    estimate = estimate_study("random-labels", cfg, tuple(range(20)), Runtime(), tmp_path)
+    largest_slice = max(synthetic_cost(unit) for unit in calls)
+    assert min(u.seconds for u in estimate.units) > plan_module.REPEAT_ABOVE * largest_slice  # scaled far
+    for u in estimate.units:
+        assert u.seconds == pytest.approx(synthetic_cost(u.unit), rel=0.05)  # the quiet timings, not 1.5x
+
+
 def test_estimate_agrees_with_a_measured_run(monkeypatch, tmp_path):
     """A unit is estimated from slices of 1 and 2 epochs on 1/4 of its data, then trained in full:
     the estimate is within FACTOR of the measured CPU time."""

@@ -49,6 +49,10 @@ MAX_SLICE_S = 0.5  # nor past a slice that trains this many CPU seconds
 # epochs; cut by the budget alone it would be 600 epochs of a 512-sample slice). Full-batch
 # iterations (L-BFGS) cost more with more samples, as epochs do: cut by the budget alone.
 TRAINING_STEPS = {"max_steps": "mini-batch", "gn_steps": "full-batch"}
+# A unit estimated at more than this many times its larger slice has its corners timed twice (the
+# least kept): the noise of one timing is scaled up with the slice. One timing had moved paper
+# units of 100-1000x their slices by up to 2.9x between plans.
+REPEAT_ABOVE = 100
 
 
 @dataclass(frozen=True)
@@ -250,8 +254,9 @@ def estimate_study(name: str, cfg, seeds: tuple[int, ...], runtime: Runtime, fol
         _, grid, sliced = _settled_grid(study, cfg, seeds, runtime, len(real), timer, i, start)
         corners = [sliced[c][i] for c in CORNERS[:3]]
         mine = dict(zip(CORNERS[:3], timer.time(corners)))
-        if rest_grows({c: t for c, (t, _) in mine.items()}):
-            # Growth of the rest is multiplied by 1/budget: noise must not pass for it. Least of two timings.
+        if rest_grows({c: t for c, (t, _) in mine.items()}) or _scaled_far(grid, mine):
+            # Growth of the rest is multiplied by 1/budget, and all of a slice's noise by the scale of
+            # a unit far beyond it: noise must not pass for work. Least of two timings.
             mine = dict(zip(CORNERS[:3], timer.time(corners, repeats=2)))
         if rest_grows({c: t for c, (t, _) in mine.items()}):
             mine["lo", "small"] = timer.time([sliced["lo", "small"][i]], repeats=2)[0]
@@ -261,6 +266,12 @@ def estimate_study(name: str, cfg, seeds: tuple[int, ...], runtime: Runtime, fol
     estimates = tuple(UnitEstimate(u, seconds[u.params] * len(u.seeds), bound) for u in real)
     replicas = [with_seeds(results[u.params], u.seeds) for u in real]
     return StudyEstimate(name, estimates, _analysis_s(study, first["hi", "top"].config, seeds, runtime, replicas, folder))
+
+
+def _scaled_far(grid: dict, timed_corners: dict) -> bool:
+    """Whether the unit these corners {corner: (Timing, result)} estimate is over REPEAT_ABOVE times its larger slice."""
+    timings = {c: t for c, (t, _) in timed_corners.items()}
+    return unit_seconds(grid, timings) > REPEAT_ABOVE * timings["hi", "top"].seconds
 
 
 def _settled_grid(study, cfg, seeds, runtime, n_units: int, timer: "SliceTimer", index: int = 0,
