@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import time
 from typing import Callable, Sequence
 
 import torch
@@ -21,7 +20,7 @@ from torch import nn
 
 from dlstudies.engine.batched import fit_batched, predict_members
 from dlstudies.engine.losses import LOSSES
-from dlstudies.engine.record import FitResult, fit_seconds, note_path, note_seconds, paths_taken
+from dlstudies.engine.record import FitResult, fit_seconds, note_path, paths_taken, training_phase
 from dlstudies.engine.reference import fit_reference
 from dlstudies.engine.schedule import ORDERS, Order, StopRule, fixed_epochs
 from dlstudies.engine.spec import TrainSpec
@@ -33,9 +32,8 @@ from dlstudies.registry import Registry
 def _noted(engine: Callable[..., FitResult]) -> Callable[..., FitResult]:
     @functools.wraps(engine)
     def run(*args, **kwargs) -> FitResult:
-        start = time.process_time()
-        result = engine(*args, **kwargs)
-        note_seconds(time.process_time() - start)
+        with training_phase():
+            result = engine(*args, **kwargs)
         return note_path(result)
 
     return run
@@ -94,4 +92,4 @@ def _spec(spec: TrainSpec | None, order: Order | None, epochs: int | None, field
 
 
 __all__ = ["ENGINES", "LOSSES", "ORDERS", "FitResult", "StopRule", "TrainSpec", "fit", "fit_batched", "fit_reference",
-           "fit_seconds", "fixed_epochs", "paths_taken", "predict_members"]
+           "fit_seconds", "fixed_epochs", "paths_taken", "predict_members", "training_phase"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -92,6 +93,18 @@ def fit_seconds():
 
 def note_seconds(seconds: float) -> None:
     _note(_FIT_SECONDS, seconds)
+
+
+@contextlib.contextmanager
+def training_phase():
+    """The CPU seconds of the block, noted as one fit's: every fit of the engines, and training that
+    runs outside them (minimal-ratio's L-BFGS phase), which `dlstudies plan` must scale with its step
+    budget as it scales the fits rather than take for measures that run once per trained model."""
+    start = time.process_time()
+    try:
+        yield
+    finally:
+        note_seconds(time.process_time() - start)
 
 
 def _padded_cat(arrays: list[np.ndarray]) -> np.ndarray:

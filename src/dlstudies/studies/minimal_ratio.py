@@ -51,7 +51,7 @@ from dlstudies.analysis.measures import interval_text, value_text
 from dlstudies.analysis.pca import unflatten_params
 from dlstudies.config import require
 from dlstudies.data.functions import TARGETS, function_dataset
-from dlstudies.engine import TrainSpec, fixed_epochs
+from dlstudies.engine import TrainSpec, fixed_epochs, training_phase
 from dlstudies.models.builders import ACTIVATIONS, mlp
 from dlstudies.optim import OptSpec
 from dlstudies.report import figures as fig
@@ -216,7 +216,8 @@ def tied_tolerance(eig: np.ndarray, grad_norm: float, factor: float = 1.0) -> fl
 
 def _critical_point(cfg: Config, model: nn.Module, x, y, seed: int, restart: int, train_loss: float,
                     dead_at_init: int) -> dict:
-    point, iterations = seek_critical_point(model, x, y, cfg.gn_steps, cfg.gn_tolerance)
+    with training_phase():  # training to gn_steps: the plan scales it with that budget
+        point, iterations = seek_critical_point(model, x, y, cfg.gn_steps, cfg.gn_tolerance)
     spectrum = hessian_eigenvalues(point, F.mse_loss, x, y, tol=0.0)
     eig, g = spectrum.eigenvalues, spectrum.grad_norm
     tol = cfg.eig_tolerance if cfg.eig_tolerance is not None else tied_tolerance(eig, g)
