@@ -76,6 +76,7 @@ def test_plan_takes_runs_arguments_and_refuses_bad_ones(capsys):
 def test_slices_cut_budgets_and_data():
     cfg = study_config("sensitivity", "paper", [])
     assert not is_upper_bound(study_config("random-labels", "paper", [])) and is_upper_bound(cfg)
+    assert is_upper_bound(study_config("minimal-ratio", "paper", []))  # L-BFGS stops at its tolerance
     sizes = {"n_train": 54000, "n_test": 10000}
     epochs, grid = slices(cfg, sizes)
     assert epochs == (1, 2) and set(grid) == set(CORNERS)

@@ -127,8 +127,9 @@ def epoch_fields(cfg) -> list[str]:
 
 
 def is_upper_bound(cfg) -> bool:
-    """A stop rule ends training at most at its `max_*` budget; a fixed budget runs exactly `epochs`."""
-    return any(name.startswith("max_") for name in budget_fields(cfg))
+    """A stop rule ends training at most at its `max_*` budget or step budget (TRAINING_STEPS: L-BFGS
+    stops at its tolerance); a fixed budget runs exactly `epochs`."""
+    return any(name.startswith("max_") or name in TRAINING_STEPS for name in budget_fields(cfg))
 
 
 def data_sizes(cfg, runtime: Runtime) -> dict[str, int]:
