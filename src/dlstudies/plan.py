@@ -9,8 +9,8 @@ data (n_train, n_test, every `*_n` sample count) cut to SLICE_SAMPLES (or twice 
 batch) and half as many; dlstudies.costs turns three or four such slices into the real unit's
 seconds. For each kind the larger budget grows until both budgets train it as the same fits and
 what it adds to the training stands above the noise; a unit estimated at over REPEAT_ABOVE times its
-larger slice has its corners timed twice, the least kept. A stop-rule study (a `max_*` budget) may stop
-earlier: its estimate is an upper bound, marked `≤`. The analysis and figures of each study are timed on the slices' results replicated to every
+larger slice has its corners timed twice, the least kept. A stop-rule study (a `max_*` or step budget) may
+stop earlier: its estimate is an upper bound, marked `≤`. The analysis and figures of each study are timed on the slices' results replicated to every
 unit, the report once, and start-up is what this process spent importing and loading data. The
 studies are timed on as many processes as the run has workers. Wall time with N workers: the run's
 one queue on N workers (each study's units longest first, the studies in order, as the runner hands

@@ -8,8 +8,11 @@ import torch
 from torch import nn
 from torch.func import grad
 
+from dlstudies.config import Runtime
+from dlstudies.engine import fit_seconds
 from dlstudies.errors import UsageError
 from dlstudies.models.builders import build_members, mlp
+from dlstudies.studies import STUDIES
 from dlstudies.studies import minimal_ratio as mr
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
@@ -128,13 +131,10 @@ def test_claim_reaches_every_verdict(slope, verdict):
     ratio = 0.5 + slope * 20 * loss + rng.normal(0, 0.02 if slope else 0.3, 14)
     assert evaluate(mr.claims(TINY)[0], _points(list(loss), list(ratio)))["verdict"] == verdict
 
+
 def test_the_lbfgs_phase_counts_as_training_for_the_plan():
     """L-BFGS runs to gn_steps: `dlstudies plan` scales it with that budget only if it is noted as a
     fit (taken for measures, its growth with the budget had been read as noise or multiplied noise)."""
-    from dlstudies.config import Runtime
-    from dlstudies.engine import fit_seconds
-    from dlstudies.studies import STUDIES
-
     unit = STUDIES.get("minimal-ratio").work_units(TINY, SEEDS[:1], Runtime())[0]
     with fit_seconds() as seconds:
         result = mr.run_unit(unit)
