@@ -91,10 +91,6 @@ def fit_seconds():
     return _collecting(_FIT_SECONDS)
 
 
-def note_seconds(seconds: float) -> None:
-    _note(_FIT_SECONDS, seconds)
-
-
 @contextlib.contextmanager
 def training_phase():
     """The CPU seconds of the block, noted as one fit's: every fit of the engines, and training that
@@ -104,7 +100,7 @@ def training_phase():
     try:
         yield
     finally:
-        note_seconds(time.process_time() - start)
+        _note(_FIT_SECONDS, time.process_time() - start)
 
 
 def _padded_cat(arrays: list[np.ndarray]) -> np.ndarray:
