@@ -41,3 +41,19 @@ def test_image_mlp_flattens_and_counts_parameters():
     out = StackedNet(members).forward(x.expand(2, *x.shape))
     torch.testing.assert_close(out[1], members[1](x))
     assert count_params(members[0]) == 64 * 5 + 5 + 5 * 4 + 4
+
+
+def test_cnn_module_on_large_images_convolves_channels_last_with_the_plain_layers_numbers():
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(5, 1, 12, 12, generator=g, dtype=torch.float64, requires_grad=True)
+    net = cnn((1, 12, 12), (3, 4), (6,), 3).double()
+    plain = torch.nn.Sequential(*net)  # the same layers, NCHW throughout
+    seen = []
+    net[0].register_forward_hook(lambda mod, inp, out: seen.append(inp[0].is_contiguous(memory_format=torch.channels_last)
+                                                                     and inp[0].stride(1) == 1))
+    out = net(x)
+    assert seen == [True]  # 144 pixels: at least MEMBERS_MIN_PIXELS, the CPU's channels-last layout
+    torch.testing.assert_close(out, plain(x), rtol=1e-12, atol=1e-14)
+    grad, = torch.autograd.grad(out.square().sum(), x)
+    torch.testing.assert_close(grad, torch.autograd.grad(plain(x).square().sum(), x)[0], rtol=1e-12, atol=1e-14)
+    assert list(dict(net.named_parameters())) == list(dict(plain.named_parameters()))

@@ -104,6 +104,18 @@ def _flatten(layer: nn.Flatten, p, b, x, training):
     return x.flatten(layer.start_dim + 1, end)
 
 
+class ConvNet(nn.Sequential):
+    """A CNN as one module (evaluations, measures, the reference engine): on a CPU it convolves large
+    images channels-last, as a stack's "members" layout does, so that its max-pooling too runs
+    torch's channels-last kernel. Measured (one thread), the paper CNN's forward on 256 28x28 images
+    takes 10.5 ms instead of 25.6. The layers, and so the parameter names, are nn.Sequential's."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4 and conv_layout(x.device, x.shape[-2:]) == "members":
+            x = _channels_last(x)
+        return super().forward(x)
+
+
 @MODELS.register("cnn")
 def cnn(input_shape: Sequence[int], channels: Sequence[int], hidden: Sequence[int], n_classes: int,
         kernel: int = 3, pool: int = 2, act: Callable[[], nn.Module] = nn.ReLU) -> nn.Sequential:
@@ -117,4 +129,4 @@ def cnn(input_shape: Sequence[int], channels: Sequence[int], hidden: Sequence[in
     sizes = [c * h * w, *hidden, n_classes]
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers += [nn.Linear(n_in, n_out)] + ([act()] if i < len(sizes) - 2 else [])
-    return nn.Sequential(*layers)
+    return ConvNet(*layers)
