@@ -155,9 +155,12 @@ def test_a_unit_with_twice_the_epochs_is_estimated_twice_as_long(synthetic_timin
         for u in est.units:  # the others scale as the first one does: within their fixed work
             assert u.seconds == pytest.approx(synthetic_cost(u.unit), rel=0.05)
     shapes = {(u.params, len(u.seeds)) for u in real}
-    # One unit per shape, at four corners (its synthetic rest grows with the budget), each timed twice
-    # (the least counts: growth of the rest is multiplied by 1/budget); no other unit timed.
-    assert len(real) > len(shapes) and len(synthetic_timing) == 2 * 4 * 2 * len(shapes)
+    # One unit per shape: its first slice on all 10 seeds (over FEWER_SEEDS_ABOVE), then four corners
+    # (its synthetic rest grows with the budget) on SLICE_SEEDS, each timed twice (the least counts:
+    # growth of the rest is multiplied by 1/budget); no other unit timed.
+    assert len(real) > len(shapes) and len(synthetic_timing) == 2 * (1 + 4 * 2) * len(shapes)
+    assert collections.Counter(len(u.seeds) for u in synthetic_timing) == {10: 2 * len(shapes),
+                                                                           plan_module.SLICE_SEEDS: 16 * len(shapes)}
 
 
 def test_noise_that_looks_like_growth_of_the_rest_is_timed_away(monkeypatch, tmp_path):
@@ -472,3 +475,32 @@ def test_a_damaged_plan_file_is_replaced(tmp_path):
         (tmp_path / PLAN_FILE).write_text(damaged)
         keep(_synthetic_plan(cfg, (0,)), {"optimizers": cfg}, lambda name: (0,), tmp_path)
         assert kept_plan({"optimizers": cfg}, lambda name: (0,), Runtime(), 1, tmp_path) is not None
+
+
+@pytest.mark.parametrize("per_sample", [1e-3, 1e-6])
+def test_a_costly_stack_is_timed_on_fewer_seeds_and_scaled_part_by_part(monkeypatch, tmp_path, per_sample):
+    """Training whose steps cost a part shared by the stack and a part per member, and a rest of
+    fixed work and work per seed: where the stack's first slice costs over FEWER_SEEDS_ABOVE, its
+    corners train SLICE_SEEDS, and the whole stack is estimated exactly; where it is cheap, every
+    corner trains the whole stack."""
+    timed_seeds = []
+
+    def parts(unit):
+        cfg, m = unit.config, len(unit.seeds)
+        return per_sample * cfg.epochs * cfg.n_train * (1 + m), 0.2 + 1e3 * per_sample * m
+
+    def time_slice(unit):
+        timed_seeds.append(len(unit.seeds))
+        fit, rest = parts(unit)
+        return Timing(fit + rest, fit, 1), {"runs": []}
+
+    monkeypatch.setattr(plan_module, "_time_slice", time_slice)
+    monkeypatch.setattr(plan_module, "_analysis_s", lambda *args: 0.0)
+    cfg = study_config("random-labels", "default", ["epochs=300"])
+    est = estimate_study("random-labels", cfg, tuple(range(10)), Runtime(), tmp_path)
+    for u in est.units:
+        assert u.seconds == pytest.approx(sum(parts(u.unit)), rel=1e-6)
+    kinds = len(est.units)  # one stack of 10 per corruption level
+    # Each kind's first slice on one seed first (one-off work lands there), then on all 10.
+    cut = timed_seeds.count(plan_module.SLICE_SEEDS) > kinds
+    assert cut == (per_sample == 1e-3) and timed_seeds.count(10) == (kinds if cut else len(timed_seeds) - kinds)

@@ -84,10 +84,11 @@ def rest_floor(timings: dict) -> float:
     return max(MIN_SLOPE_S, REST_NOISE * timings["hi", "top"].parts()[1])
 
 
-def unit_seconds(grid: dict, timings: dict) -> float:
+def unit_seconds(grid: dict, timings: dict, parts: bool = False):
     """Seconds of a real unit from its slices {corner: Timing}: three corners of `grid`, and the
-    fourth where its rest grows with the budget (`rest_grows`)."""
+    fourth where its rest grows with the budget (`rest_grows`); with `parts`, (training, the rest)."""
     f = (grid["lo", "top"].budget, grid["hi", "top"].budget)
     g = (grid["hi", "small"].data, grid["hi", "top"].data)
     part = lambda i: {corner: t.parts()[i] for corner, t in timings.items()}  # noqa: E731
-    return training_seconds(part(0), f, g) + rest_seconds(part(1), f, g)
+    both = training_seconds(part(0), f, g), rest_seconds(part(1), f, g)
+    return both if parts else sum(both)

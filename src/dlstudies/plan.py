@@ -9,8 +9,10 @@ data (n_train, n_test, every `*_n` sample count) cut to SLICE_SAMPLES (or twice 
 batch) and half as many; dlstudies.costs turns three or four such slices into the real unit's
 seconds. For each kind the larger budget grows until both budgets train it as the same fits and
 what it adds to the training stands above the noise; a unit estimated at over REPEAT_ABOVE times its
-larger slice has its corners timed twice, the least kept. A stop-rule study (a `max_*` or step budget) may
-stop earlier: its estimate is an upper bound, marked `≤`. The analysis and figures of each study are timed on the slices' results replicated to every
+larger slice has its corners timed twice, the least kept. Where a kind's first slice of its whole
+stack costs more than FEWER_SEEDS_ABOVE, its grid trains SLICE_SEEDS of the stack's seeds, and that
+first slice on both seed counts tells what of each part grows with the seeds. A stop-rule study (a `max_*` or step budget) may
+stop earlier: its estimate is an upper bound, marked `≤`. The analysis and figures of each study are timed on the first slices' results (all seeds) replicated to every
 unit, the report once, and start-up is what this process spent importing and loading data. The
 studies are timed on as many processes as the run has workers. Wall time with N workers: the run's
 one queue on N workers (each study's units longest first, the studies in order, as the runner hands
@@ -244,30 +246,48 @@ def leaders(units: list[Unit]) -> dict[tuple, int]:
 
 
 def estimate_study(name: str, cfg, seeds: tuple[int, ...], runtime: Runtime, folder: Path) -> StudyEstimate:
-    """Time one unit of each kind (params) as three corners of its slice grid (four where its rest
-    grows with the budget), the others of its kind by their seeds, then the analysis on the results
-    of every kind at the first kind's larger budget and data size (one budget for all: the figures
-    draw their curves side by side)."""
-    study = STUDIES.get(name)
-    real = study.work_units(cfg, seeds, runtime)
-    timer, seconds, results = SliceTimer(), {}, {}
-    start, first, first_sliced = _settled_grid(study, cfg, seeds, runtime, len(real), timer)
-    for params, i in leaders(real).items():  # each from the first kind's budgets: its slices there are timed
-        _, grid, sliced = _settled_grid(study, cfg, seeds, runtime, len(real), timer, i, start)
-        corners = [sliced[c][i] for c in CORNERS[:3]]
-        mine = dict(zip(CORNERS[:3], timer.time(corners)))
-        if rest_grows({c: t for c, (t, _) in mine.items()}) or _scaled_far(grid, mine):
-            # Growth of the rest is multiplied by 1/budget, and all of a slice's noise by the scale of
-            # a unit far beyond it: noise must not pass for work. Least of two timings.
-            mine = dict(zip(CORNERS[:3], timer.time(corners, repeats=2)))
-        if rest_grows({c: t for c, (t, _) in mine.items()}):
-            mine["lo", "small"] = timer.time([sliced["lo", "small"][i]], repeats=2)[0]
-        seconds[params] = unit_seconds(grid, {c: t for c, (t, _) in mine.items()}) / len(real[i].seeds)
-        results[params] = timer.time([first_sliced["hi", "top"][i]])[0][1]
+    """Time one unit of each kind (params) with `estimate_kind`, the others of its kind by their
+    seeds, then the analysis on the results of every kind's first slice."""
+    kinds = dict(estimate_kind(name, cfg, seeds, runtime, p) for p in leaders(_real_units(name, cfg, seeds, runtime)))
+    return study_estimate(name, cfg, seeds, runtime, kinds, folder)
+
+
+def _real_units(name: str, cfg, seeds, runtime: Runtime) -> list[Unit]:
+    return STUDIES.get(name).work_units(cfg, seeds, runtime)
+
+
+def estimate_kind(name: str, cfg, seeds: tuple[int, ...], runtime: Runtime, params: tuple) -> tuple[tuple, tuple]:
+    """(params, (CPU seconds per seed, a result)) of the kind `params` of the study's units: its unit
+    with the most seeds timed as three corners of its slice grid (four where its rest grows with the
+    budget), on fewer seeds where a slice of its whole stack is costly (`seed_scale`); the result is of
+    its first slice on all its seeds (the same budget for every kind: the figures draw their curves
+    side by side)."""
+    study, real = STUDIES.get(name), _real_units(name, cfg, seeds, runtime)
+    i, timer = leaders(real)[params], SliceTimer()
+    start, first = slices(cfg, data_sizes(cfg, runtime))
+    scale, result = seed_scale(timer, _sliced_units(study, first, seeds, runtime, len(real))["lo", "top"][i])
+    grid, units = _settled_grid(study, cfg, seeds, runtime, len(real), timer, scale, i, start)
+    corners = [units[c] for c in CORNERS[:3]]
+    mine = dict(zip(CORNERS[:3], timer.time(corners)))
+    if rest_grows({c: t for c, (t, _) in mine.items()}) or _scaled_far(grid, mine):
+        # Growth of the rest is multiplied by 1/budget, and all of a slice's noise by the scale of
+        # a unit far beyond it: noise must not pass for work. Least of two timings.
+        mine = dict(zip(CORNERS[:3], timer.time(corners, repeats=2)))
+    if rest_grows({c: t for c, (t, _) in mine.items()}):
+        mine["lo", "small"] = timer.time([units["lo", "small"]], repeats=2)[0]
+    timings = {c: t for c, (t, _) in mine.items()}
+    return params, (scale.whole(unit_seconds(grid, timings, parts=True)) / len(real[i].seeds), result)
+
+
+def study_estimate(name: str, cfg, seeds: tuple[int, ...], runtime: Runtime, kinds: dict, folder: Path) -> StudyEstimate:
+    """The study's estimate from {params: (seconds per seed, result)} of every kind of its units, its
+    analysis and figures timed on the results replicated to every unit."""
+    real = _real_units(name, cfg, seeds, runtime)
     bound = is_upper_bound(cfg)
-    estimates = tuple(UnitEstimate(u, seconds[u.params] * len(u.seeds), bound) for u in real)
-    replicas = [with_seeds(results[u.params], u.seeds) for u in real]
-    return StudyEstimate(name, estimates, _analysis_s(study, first["hi", "top"].config, seeds, runtime, replicas, folder))
+    estimates = tuple(UnitEstimate(u, kinds[u.params][0] * len(u.seeds), bound) for u in real)
+    replicas = [with_seeds(kinds[u.params][1], u.seeds) for u in real]
+    first = slices(cfg, data_sizes(cfg, runtime))[1]["lo", "top"].config  # the results' config
+    return StudyEstimate(name, estimates, _analysis_s(STUDIES.get(name), first, seeds, runtime, replicas, folder))
 
 
 def _scaled_far(grid: dict, timed_corners: dict) -> bool:
@@ -276,26 +296,84 @@ def _scaled_far(grid: dict, timed_corners: dict) -> bool:
     return unit_seconds(grid, timings) > REPEAT_ABOVE * timings["hi", "top"].seconds
 
 
-def _settled_grid(study, cfg, seeds, runtime, n_units: int, timer: "SliceTimer", index: int = 0,
-                  epochs: tuple[int, int] = (1, 2)) -> tuple[tuple[int, int], dict, dict]:
-    """(epochs, {corner: Slice}, {corner: its units}) for the unit at `index`, from `epochs` on: the
-    larger budget grown until both budgets train the unit as the same number of fits (a study may
-    train one recipe for two arms when a short budget makes them alike) and what it adds to the
-    smaller one's training stands MIN_SLOPE_S above the timing noise or trains MAX_SLICE_S (a stop
-    rule that ends a slice early adds nothing however many epochs it is given), or the budget is
-    whole, or MAX_SLICE_EPOCHS. Each growth times one new slice: the smaller budget is the last
-    one's larger (its timing kept)."""
+# ---- slices on fewer seeds -----------------------------------------------------------------------
+# A kind's stack of M seeds costs about M times one seed's where it matters (a CPU convolves each
+# member apart; measures run per trained model): where a slice of the whole stack costs more than
+# FEWER_SEEDS_ABOVE, the kind's grid is timed on SLICE_SEEDS seeds, and the first slice on both tells
+# how each part grows with the seeds.
+
+SLICE_SEEDS = 1
+FEWER_SEEDS_ABOVE = 2.0  # CPU seconds
+
+
+@dataclass(frozen=True)
+class SeedScale:
+    """Slices of `seeds` of a stack's `members`, and how each part of a slice grows to the whole
+    stack, from its first slice timed on both: the training by the ratio of the two (a stack's steps
+    share work among its members: launches, the update of one flat tensor), the rest as its fixed
+    part (loading data) and a part per seed (measures and evaluations run per trained model)."""
+
+    seeds: int
+    members: int
+    training: float = 1.0  # the whole stack's training over the slice's
+    fixed: float = 0.0  # seconds of the rest that do not grow with the seeds
+
+    def unit(self, unit: Unit) -> Unit:
+        return unit if self.seeds >= len(unit.seeds) else dataclasses.replace(unit, seeds=unit.seeds[:self.seeds])
+
+    def whole(self, parts: tuple[float, float]) -> float:
+        """Seconds of the whole stack from (training, the rest) of its estimate on `seeds`."""
+        training, rest = parts
+        return training * self.training + self.fixed + max(0.0, rest - self.fixed) * self.members / self.seeds
+
+
+def seed_scale(timer: "SliceTimer", unit: Unit) -> tuple[SeedScale, dict]:
+    """(SeedScale, result) of a kind's first slice `unit`, timed on all its seeds (the result the
+    analysis is timed on) and, where that costs more than FEWER_SEEDS_ABOVE, on SLICE_SEEDS too."""
+    members = len(unit.seeds)
+    scale = SeedScale(min(SLICE_SEEDS, members), members)
+    # The fewer seeds first: a process's first slice of a study pays one-off work (imports, the first
+    # call of a kernel), which the whole stack's timing must not carry into the ratio.
+    timer.time([scale.unit(unit)])
+    ((whole, result),) = timer.time([unit])
+    if whole.seconds <= FEWER_SEEDS_ABOVE or members <= SLICE_SEEDS:
+        return SeedScale(members, members), result
+    ((few, _),) = timer.time([scale.unit(unit)], repeats=2)  # the least of two: its noise is scaled up
+    (train_w, rest_w), (train_f, rest_f) = whole.parts(), few.parts()
+    # More seeds never cost less, and a stack no more than its members apart: noise (which only adds
+    # time) in the one timing of the whole stack moves an estimate by no more than proportion would.
+    grow = members / SLICE_SEEDS
+    training = min(grow, max(1.0, train_w / train_f)) if train_f > 0 else grow
+    per_seed = max(0.0, rest_w - rest_f) / (members - SLICE_SEEDS)
+    return dataclasses.replace(scale, training=training, fixed=max(0.0, rest_f - SLICE_SEEDS * per_seed)), result
+
+
+def _sliced_units(study, grid: dict, seeds, runtime, n_units: int) -> dict:
+    """{corner: the study's units at that slice}; a UsageError where they are not the real run's units."""
+    sliced = {corner: study.work_units(s.config, seeds, runtime) for corner, s in grid.items()}
+    if any(len(units) != n_units for units in sliced.values()):
+        raise UsageError(f"{study.name}: its units change with the epoch budget or data size; cannot estimate it")
+    return sliced
+
+
+def _settled_grid(study, cfg, seeds, runtime, n_units: int, timer: "SliceTimer", scale: SeedScale, index: int,
+                  epochs: tuple[int, int]) -> tuple[dict, dict]:
+    """({corner: Slice}, {corner: the unit at `index` as timed there, on the seeds of `scale`}), from
+    `epochs` on: the larger budget grown until both budgets train the unit as the same number of
+    fits (a study may train one recipe for two arms when a short budget makes them alike) and what it
+    adds to the smaller one's training stands MIN_SLOPE_S above the timing noise or trains MAX_SLICE_S
+    (a stop rule that ends a slice early adds nothing however many epochs it is given), or the
+    budget is whole, or MAX_SLICE_EPOCHS. Each growth times one new slice: the smaller budget is the
+    last one's larger (its timing kept)."""
     sizes = data_sizes(cfg, runtime)
     while True:
         epochs, grid = slices(cfg, sizes, epochs)
-        sliced = {corner: study.work_units(s.config, seeds, runtime) for corner, s in grid.items()}
-        if any(len(units) != n_units for units in sliced.values()):
-            raise UsageError(f"{study.name}: its units change with the epoch budget or data size; cannot estimate it")
-        (small, _), (large, _) = timer.time([sliced["lo", "top"][index], sliced["hi", "top"][index]])
+        units = {c: scale.unit(u[index]) for c, u in _sliced_units(study, grid, seeds, runtime, n_units).items()}
+        (small, _), (large, _) = timer.time([units["lo", "top"], units["hi", "top"]])
         added, alike = large.budgeted() - small.budgeted(), small.fits == large.fits
         whole = grid["hi", "top"].budget >= 1.0 or epochs[1] > MAX_SLICE_EPOCHS
         if (alike and (added >= MIN_SLOPE_S or large.budgeted() >= MAX_SLICE_S)) or whole:
-            return epochs, grid, sliced
+            return grid, units
         epochs = (epochs[1], grown(epochs, added if alike else 0.0))
 
 
@@ -359,22 +437,32 @@ def _analysis_s(study, cfg, seeds, runtime, results, folder: Path) -> float:
     return seconds
 
 
-def _estimate_job(job: tuple) -> StudyEstimate:
-    return estimate_study(*job)
+def _kind_job(job: tuple) -> tuple[tuple, tuple]:
+    return estimate_kind(*job)
+
+
+def _study_job(job: tuple) -> StudyEstimate:
+    return study_estimate(*job)
 
 
 def estimate(configs: dict, seeds_of, runtime: Runtime, workers: int) -> Plan:
     """The Plan of running `configs` ({study: config}); `seeds_of(name)`: the seeds of a study. The
-    studies are timed on `workers` processes, as the run's units will be (each on one thread, its
-    own CPU time; beside another, as in the run)."""
+    kinds of unit, then the studies' analyses, are timed on `workers` processes, as the run's units
+    will be (each on one thread, its own CPU time; beside another, as in the run): one kind at a time
+    per worker, so that no study's kinds wait on one worker while the other is idle."""
     from dlstudies.executors import EXECUTORS
     from dlstudies.report import render_report
 
     startup = time.process_time()  # imports and data loads of this process: what every run pays first
+    seeds = {n: tuple(seeds_of(n)) for n in configs}
+    kinds = [(n, cfg, seeds[n], runtime, params) for n, cfg in configs.items()
+             for params in leaders(_real_units(n, cfg, seeds[n], runtime))]
     with tempfile.TemporaryDirectory(prefix="dlstudies-plan-") as tmp:
-        jobs = [(n, cfg, tuple(seeds_of(n)), runtime, Path(tmp)) for n, cfg in configs.items()]
-        with EXECUTORS.get("local")(workers=min(workers, len(jobs))) as execute:
-            done = {job[0]: study for job, study in execute(_estimate_job, jobs)}
+        with EXECUTORS.get("local")(workers=min(workers, len(kinds))) as execute:
+            timed_kinds = {(job[0], params): kind for job, (params, kind) in execute(_kind_job, kinds)}
+            jobs = [(n, cfg, seeds[n], runtime, {p: k for (m, p), k in timed_kinds.items() if m == n}, Path(tmp))
+                    for n, cfg in configs.items()]
+            done = {job[0]: study for job, study in execute(_study_job, jobs)}
         _, report = timed(render_report, Path(tmp))
     studies = tuple(done[name] for name in configs)
     return Plan(studies, startup * (1 + (workers > 1)), report, workers)  # pool workers import once more
