@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import math
 import re
@@ -15,6 +16,7 @@ from dlstudies import plan as plan_module
 from dlstudies.app import announce_plan, seed_ids
 from dlstudies.cli import main
 from dlstudies.config import Runtime
+from dlstudies.executors import EXECUTORS
 from dlstudies.costs import CORNERS, MIN_SLOPE_S, Timing, unit_seconds
 from dlstudies.plan import Slice, estimate_study, hms, is_upper_bound, makespan, slice_config, slices, timed, with_seeds
 from dlstudies.runner import execute_unit, longest_first, run_config, run_configs, study_config
@@ -65,6 +67,27 @@ def test_plan_times_studies_on_its_workers(capsys, tmp_path):
     lines = capsys.readouterr().out.strip().splitlines()
     assert code == 0 and TOTAL.match(lines[-1]).group(1) == "2"
     assert [line.split()[0] for line in lines[:2]] == ["weight-trajectory", "grad-norm"]
+
+
+def test_each_kind_of_unit_is_a_job_for_the_workers(monkeypatch):
+    """A study's kinds are timed one per job (its 6 kinds share two workers, not one), then each
+    study's analysis; the plan holds every unit of the run."""
+    calls = []
+
+    @contextlib.contextmanager
+    def recording(workers=1, **_):
+        def execute(fn, items, progress=None):
+            calls.append([item[0] for item in items])
+            return [(item, fn(item)) for item in items]
+        yield execute
+
+    monkeypatch.setitem(EXECUTORS._items, "local", recording)
+    runtime = Runtime()
+    configs = {n: study_config(n, "smoke", []) for n in ("function-fit", "grad-norm")}
+    plan = plan_module.estimate(configs, lambda name: (0, 1), runtime, workers=2)
+    assert calls == [["function-fit"] * 6 + ["grad-norm"], ["function-fit", "grad-norm"]]
+    for s in plan.studies:
+        assert [u.unit for u in s.units] == STUDIES.get(s.name).work_units(configs[s.name], (0, 1), runtime)
 
 
 def test_plan_takes_runs_arguments_and_refuses_bad_ones(capsys):

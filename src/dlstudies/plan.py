@@ -11,12 +11,14 @@ seconds. For each kind the larger budget grows until both budgets train it as th
 what it adds to the training stands above the noise; a unit estimated at over REPEAT_ABOVE times its
 larger slice has its corners timed twice, the least kept. Where a kind's first slice of its whole
 stack costs more than FEWER_SEEDS_ABOVE, its grid trains SLICE_SEEDS of the stack's seeds, and that
-first slice on both seed counts tells what of each part grows with the seeds. A stop-rule study (a `max_*` or step budget) may
-stop earlier: its estimate is an upper bound, marked `≤`. The analysis and figures of each study are timed on the first slices' results (all seeds) replicated to every
+first slice on both seed counts tells what of each part grows with the seeds. A stop-rule study (a
+`max_*` or step budget) may stop earlier: its estimate is an upper bound, marked `≤`. The analysis
+and figures of each study are timed on the first slices' results (all seeds) replicated to every
 unit, the report once, and start-up is what this process spent importing and loading data. The
-studies are timed on as many processes as the run has workers. Wall time with N workers: the run's
-one queue on N workers (each study's units longest first, the studies in order, as the runner hands
-them out: a worker freed at a study's end starts the next study's units), and the analyses.
+kinds, then the analyses, are timed on as many processes as the run has workers, one at a time per
+worker. Wall time with N workers: the run's one queue on N workers (each study's units longest
+first, the studies in order, as the runner hands them out: a worker freed at a study's end starts
+the next study's units), and the analyses.
 """
 
 from __future__ import annotations
@@ -269,14 +271,13 @@ def estimate_kind(name: str, cfg, seeds: tuple[int, ...], runtime: Runtime, para
     grid, units = _settled_grid(study, cfg, seeds, runtime, len(real), timer, scale, i, start)
     corners = [units[c] for c in CORNERS[:3]]
     mine = dict(zip(CORNERS[:3], timer.time(corners)))
-    if rest_grows({c: t for c, (t, _) in mine.items()}) or _scaled_far(grid, mine):
+    if rest_grows(_timings(mine)) or _scaled_far(grid, mine):
         # Growth of the rest is multiplied by 1/budget, and all of a slice's noise by the scale of
         # a unit far beyond it: noise must not pass for work. Least of two timings.
         mine = dict(zip(CORNERS[:3], timer.time(corners, repeats=2)))
-    if rest_grows({c: t for c, (t, _) in mine.items()}):
+    if rest_grows(_timings(mine)):
         mine["lo", "small"] = timer.time([units["lo", "small"]], repeats=2)[0]
-    timings = {c: t for c, (t, _) in mine.items()}
-    return params, (scale.whole(unit_seconds(grid, timings, parts=True)) / len(real[i].seeds), result)
+    return params, (scale.whole(unit_seconds(grid, _timings(mine), parts=True)) / len(real[i].seeds), result)
 
 
 def study_estimate(name: str, cfg, seeds: tuple[int, ...], runtime: Runtime, kinds: dict, folder: Path) -> StudyEstimate:
@@ -290,9 +291,13 @@ def study_estimate(name: str, cfg, seeds: tuple[int, ...], runtime: Runtime, kin
     return StudyEstimate(name, estimates, _analysis_s(STUDIES.get(name), first, seeds, runtime, replicas, folder))
 
 
+def _timings(timed_corners: dict) -> dict:
+    return {c: t for c, (t, _) in timed_corners.items()}
+
+
 def _scaled_far(grid: dict, timed_corners: dict) -> bool:
     """Whether the unit these corners {corner: (Timing, result)} estimate is over REPEAT_ABOVE times its larger slice."""
-    timings = {c: t for c, (t, _) in timed_corners.items()}
+    timings = _timings(timed_corners)
     return unit_seconds(grid, timings) > REPEAT_ABOVE * timings["hi", "top"].seconds
 
 
