@@ -266,7 +266,7 @@ def estimate_kind(name: str, cfg, seeds: tuple[int, ...], runtime: Runtime, para
     side by side)."""
     study, real = STUDIES.get(name), _real_units(name, cfg, seeds, runtime)
     i, timer = leaders(real)[params], SliceTimer()
-    start, first = slices(cfg, data_sizes(cfg, runtime))
+    start, first = first_slices(cfg, runtime)
     scale, result = seed_scale(timer, _sliced_units(study, first, seeds, runtime, len(real))["lo", "top"][i])
     grid, units = _settled_grid(study, cfg, seeds, runtime, len(real), timer, scale, i, start)
     corners = [units[c] for c in CORNERS[:3]]
@@ -287,8 +287,13 @@ def study_estimate(name: str, cfg, seeds: tuple[int, ...], runtime: Runtime, kin
     bound = is_upper_bound(cfg)
     estimates = tuple(UnitEstimate(u, kinds[u.params][0] * len(u.seeds), bound) for u in real)
     replicas = [with_seeds(kinds[u.params][1], u.seeds) for u in real]
-    first = slices(cfg, data_sizes(cfg, runtime))[1]["lo", "top"].config  # the results' config
+    first = first_slices(cfg, runtime)[1]["lo", "top"].config  # the config of every kind's result
     return StudyEstimate(name, estimates, _analysis_s(STUDIES.get(name), first, seeds, runtime, replicas, folder))
+
+
+def first_slices(cfg, runtime: Runtime) -> tuple[tuple[int, int], dict]:
+    """(epochs, {corner: Slice}) every kind's grid starts from, and its results are taken at."""
+    return slices(cfg, data_sizes(cfg, runtime))
 
 
 def _timings(timed_corners: dict) -> dict:
@@ -326,10 +331,14 @@ class SeedScale:
     def unit(self, unit: Unit) -> Unit:
         return unit if self.seeds >= len(unit.seeds) else dataclasses.replace(unit, seeds=unit.seeds[:self.seeds])
 
+    @property
+    def grow(self) -> float:
+        return self.members / self.seeds
+
     def whole(self, parts: tuple[float, float]) -> float:
         """Seconds of the whole stack from (training, the rest) of its estimate on `seeds`."""
         training, rest = parts
-        return training * self.training + self.fixed + max(0.0, rest - self.fixed) * self.members / self.seeds
+        return training * self.training + self.fixed + max(0.0, rest - self.fixed) * self.grow
 
 
 def seed_scale(timer: "SliceTimer", unit: Unit) -> tuple[SeedScale, dict]:
@@ -347,8 +356,7 @@ def seed_scale(timer: "SliceTimer", unit: Unit) -> tuple[SeedScale, dict]:
     (train_w, rest_w), (train_f, rest_f) = whole.parts(), few.parts()
     # More seeds never cost less, and a stack no more than its members apart: noise (which only adds
     # time) in the one timing of the whole stack moves an estimate by no more than proportion would.
-    grow = members / SLICE_SEEDS
-    training = min(grow, max(1.0, train_w / train_f)) if train_f > 0 else grow
+    training = min(scale.grow, max(1.0, train_w / train_f)) if train_f > 0 else scale.grow
     per_seed = max(0.0, rest_w - rest_f) / (members - SLICE_SEEDS)
     return dataclasses.replace(scale, training=training, fixed=max(0.0, rest_f - SLICE_SEEDS * per_seed)), result
 
