@@ -6,7 +6,7 @@ import sys
 import numpy as np
 from scipy import stats as sps
 
-from dlstudies.report import figures as F
+from dlstudies.report import figures as F, ticks
 from dlstudies.report.ticks import _collide
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -95,6 +95,32 @@ def test_save_png_only_and_deterministic(tmp_path):
     assert F.save(draw(), tmp_path / "a", "f", svg=False) == ["f.png"]
     F.save(draw(), tmp_path / "b", "f", svg=False)
     assert (tmp_path / "a" / "f.png").read_bytes() == (tmp_path / "b" / "f.png").read_bytes()
+
+
+def _layouts_solved(monkeypatch) -> list:
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    solved, execute = [], ConstrainedLayoutEngine.execute
+    monkeypatch.setattr(ConstrainedLayoutEngine, "execute", lambda self, fig: solved.append(fig) or execute(self, fig))
+    return solved
+
+
+def test_save_solves_the_layout_once_for_both_formats_unless_ticks_are_thinned(tmp_path, monkeypatch):
+    from matplotlib.ticker import MaxNLocator
+
+    solved = _layouts_solved(monkeypatch)
+    fig, ax = F.new_figure()
+    F.curve_band(ax, [[1, 2, 3], [2, 3, 4]], label="a")
+    _assert_png(tmp_path, F.save(fig, tmp_path, "plain"), "plain")
+    assert len(solved) == 1  # the draw that tidies the ticks; both formats keep its layout
+    solved.clear()
+    rounds, thin = set(), ticks._thin
+    monkeypatch.setattr(ticks, "_thin", lambda axis: rounds.add(len(solved)) or thin(axis))
+    fig, ax = F.new_figure(size=(2, 2))
+    ax.plot(np.arange(100, 200), np.arange(100) * 1e-4)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=20, integer=True))  # crowded: thinned, then drawn again
+    F.save(fig, tmp_path, "crowded")
+    assert rounds and len(solved) == 1 + len(rounds)
 
 
 def test_new_figure_shapes():

@@ -15,7 +15,7 @@ so a mean never jumps when a seed drops out. Seeds that end more than SPREAD_FOR
 bimodal result) are drawn each as a thin line throughout, with no band between them.
 
 `save` writes PNG and SVG, after `tidy_ticks` (report.ticks) has given narrow log axes plain
-numbers and thinned any axis whose tick labels collide.
+numbers and thinned any axis whose tick labels collide, both with the layout of its last draw.
 
 Bands over seeds (`mean_band`): at each step, the runs still running give the mean and a 95%
 t-interval of that mean. With only two runs the t quantile is 12.7 and the band would swamp the
@@ -413,6 +413,9 @@ def save(fig: Figure, folder, name: str, svg: bool = True) -> list[str]:
     if not isinstance(fig.canvas, FigureCanvasAgg):
         FigureCanvasAgg(fig)
     tidy_ticks(fig)
+    # Its last draw laid the figure out as it is saved: keep that layout rather than solve it again
+    # for each format (constrained layout measures every text of the figure; most of a save).
+    fig.set_layout_engine("none")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for fmt in formats:

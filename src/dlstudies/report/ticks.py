@@ -87,20 +87,20 @@ def _short_decades(axis) -> bool:
     return all(PLAIN_LOW <= t < PLAIN_HIGH for t in axis.get_majorticklocs() if vmin <= t <= vmax)
 
 
-def plain_log_labels(fig: Figure) -> None:
+def plain_log_labels(fig: Figure) -> bool:
     """Log axes in plain numbers where they stay short: a narrow one ticked at 1-2-5 multiples
     (minor ticks unlabelled); the wider ones at their decades (0.001, 0.1, 10) when every wider one
-    of the figure can be, so that the panels of a figure read alike."""
+    of the figure can be, so that the panels of a figure read alike. Whether any axis changed."""
     axes = _log_axes(fig)
     wide = [axis for axis in axes if not _narrow(axis)]
     plain_wide = all(_short_decades(axis) for axis in wide)
-    for axis in axes:
-        if axis in wide and not plain_wide:
-            continue
+    changed = [axis for axis in axes if axis not in wide or plain_wide]
+    for axis in changed:
         if axis not in wide:
             axis.set_major_locator(NiceLogLocator())
             axis.set_minor_formatter(NullFormatter())
         axis.set_major_formatter(FuncFormatter(plain_number))
+    return bool(changed)
 
 
 def _collide(labels, renderer, pad: float = 4.0) -> bool:
@@ -133,16 +133,18 @@ def _axes_2d(fig: Figure):
 
 def tidy_ticks(fig: Figure, rounds: int = 3) -> None:
     """Plain labels on narrow log axes, then thin every axis whose tick labels collide, measured on
-    the drawn figure (3-D axes aside); titles wrap rather than run off the figure's edge."""
+    the drawn figure (3-D axes aside); titles wrap rather than run off the figure's edge. The figure's
+    last draw is of it as it leaves (`save` keeps that draw's layout)."""
     for ax in fig.axes:
         ax.title.set_wrap(True)
     fig.draw_without_rendering()  # autoscaled limits first: how narrow an axis is depends on them
-    plain_log_labels(fig)
-    for _ in range(rounds):
+    if plain_log_labels(fig):
         fig.draw_without_rendering()
+    for _ in range(rounds):
         renderer = fig.canvas.get_renderer()
         crowded = [axis for axis in _axes_2d(fig) if _collide(axis.get_ticklabels(which="both"), renderer)]
         if not crowded:
             return
         for axis in crowded:
             _thin(axis)
+        fig.draw_without_rendering()
