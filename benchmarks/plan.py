@@ -3,8 +3,9 @@ to its estimate, against the same plan with every slice on the whole stack, in o
 
     python benchmarks/plan.py [--scale default] [--studies a b ...] [--set KEY=VALUE ...]
 
-Per study, alternately: the plan as it is (a kind whose first slice of its whole stack costs more
-than FEWER_SEEDS_ABOVE has its grid timed on SLICE_SEEDS), and the reference, the same plan with
+Per study, alternately: the plan as it is (a kind whose whole stack's first slice would cost more
+than FEWER_SEEDS_ABOVE, read off it on SLICE_SEEDS and one seed more, has its grid timed on
+SLICE_SEEDS and never trains its whole stack), and the reference, the same plan with
 FEWER_SEEDS_ABOVE infinite (every slice on the whole stack). Printed: each one's estimate of the
 study's units (CPU seconds, all units summed) and the CPU time of one thread it took to make it
 (`time.process_time`; the estimates are themselves timings on a shared machine, so two plans of the

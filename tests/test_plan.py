@@ -178,12 +178,14 @@ def test_a_unit_with_twice_the_epochs_is_estimated_twice_as_long(synthetic_timin
         for u in est.units:  # the others scale as the first one does: within their fixed work
             assert u.seconds == pytest.approx(synthetic_cost(u.unit), rel=0.05)
     shapes = {(u.params, len(u.seeds)) for u in real}
-    # One unit per shape: its first slice on all 10 seeds (over FEWER_SEEDS_ABOVE), then four corners
-    # (its synthetic rest grows with the budget) on SLICE_SEEDS, each timed twice (the least counts:
-    # growth of the rest is multiplied by 1/budget); no other unit timed.
-    assert len(real) > len(shapes) and len(synthetic_timing) == 2 * (1 + 4 * 2) * len(shapes)
-    assert collections.Counter(len(u.seeds) for u in synthetic_timing) == {10: 2 * len(shapes),
-                                                                           plan_module.SLICE_SEEDS: 16 * len(shapes)}
+    # One unit per shape: its first slice on SLICE_SEEDS and one more, twice each (its whole stack would
+    # cost over FEWER_SEEDS_ABOVE), then the other three corners (its synthetic rest grows with the
+    # budget) on SLICE_SEEDS, each timed twice (the least counts: growth of the rest is multiplied by
+    # 1/budget); no other unit timed, and no stack of 10.
+    few = plan_module.SLICE_SEEDS
+    assert len(real) > len(shapes) and len(synthetic_timing) == 2 * (2 * 2 + 3 * 2) * len(shapes)
+    assert collections.Counter(len(u.seeds) for u in synthetic_timing) == {few: 2 * 8 * len(shapes),
+                                                                           few + 1: 2 * 2 * len(shapes)}
 
 
 def test_noise_that_looks_like_growth_of_the_rest_is_timed_away(monkeypatch, tmp_path):
@@ -384,6 +386,16 @@ def test_a_replica_for_fewer_seeds_keeps_their_runs_alone():
     assert copy["per_unit"] == [1.0, 2.0] and result["runs"][0]["seed"] == 7  # the rest as it was; no change in place
 
 
+def test_a_replica_for_more_seeds_repeats_each_seeds_runs_in_turn():
+    result = {"runs": [{"seed": s, "condition": c, "curves": {"loss": [s, c]}, "probe": {"seed": s}}
+                       for c in ("a", "b") for s in (7, 8)], "order": [3, 1]}
+    copy = with_seeds(result, (0, 1, 2, 3, 4))
+    assert [(r["condition"], r["seed"]) for r in copy["runs"]] == [(c, s) for c in "ab" for s in range(5)]
+    assert [r["curves"]["loss"][0] for r in copy["runs"][:5]] == [7, 8, 7, 8, 7]  # the runs of seed 7, 8, 7, ...
+    assert all(r["probe"]["seed"] == r["seed"] for r in copy["runs"]) and copy["order"] == [3, 1]
+    assert result["runs"][0]["seed"] == 7 and copy["runs"][2] is not copy["runs"][0]
+
+
 def test_units_of_one_params_with_fewer_seeds_are_estimated_per_seed(monkeypatch, tmp_path):
     """Sensitivity at paper trains blocks of 5, 3 and 2 seeds: the largest of each params is timed, the others by seeds."""
     timed_seeds = []
@@ -391,7 +403,7 @@ def test_units_of_one_params_with_fewer_seeds_are_estimated_per_seed(monkeypatch
     def timed(fn, *args):
         if fn is not plan_module.execute_unit:
             return fn(*args), 0.0
-        timed_seeds.append(len(args[0].seeds))
+        timed_seeds.append(args[0].seeds)
         return {"runs": []}, 0.01 * len(args[0].seeds) * args[0].config.epochs
 
     monkeypatch.setattr(plan_module, "timed", timed)
@@ -399,7 +411,11 @@ def test_units_of_one_params_with_fewer_seeds_are_estimated_per_seed(monkeypatch
     cfg = replace(study_config("sensitivity", "paper", ["epochs=10", "max_steps=20000", "n_train=20000"]),
                   max_epochs_factor=2)  # matched-loss may outlast equal-epochs: units of its own
     est = estimate_study("sensitivity", cfg, tuple(range(10)), Runtime(), tmp_path)
-    assert {len(u.unit.seeds) for u in est.units} == {2, 3, 5} and 2 not in timed_seeds  # (3, 4): by the block of 5
+    assert {len(u.unit.seeds) for u in est.units} == {2, 3, 5}
+    leaders = {u.unit.seeds for u in est.units if len(u.unit.seeds) == max(len(v.unit.seeds) for v in est.units
+                                                                             if v.unit.params == u.unit.params)}
+    # Each params' largest block (5 seeds, or 3 where it has no other), or its first seeds: (3, 4) by the block of 5.
+    assert all(any(seeds == block[:len(seeds)] for block in leaders) for seeds in timed_seeds)
     for u in est.units:
         assert u.seconds == pytest.approx(0.01 * len(u.unit.seeds) * cfg.epochs, rel=0.05)
 
@@ -502,15 +518,16 @@ def test_a_damaged_plan_file_is_replaced(tmp_path):
 
 @pytest.mark.parametrize("per_sample", [1e-3, 1e-6])
 def test_a_costly_stack_is_timed_on_fewer_seeds_and_scaled_part_by_part(monkeypatch, tmp_path, per_sample):
-    """Training whose steps cost a part shared by the stack and a part per member, and a rest of
-    fixed work and work per seed: where the stack's first slice costs over FEWER_SEEDS_ABOVE, its
-    corners train SLICE_SEEDS, and the whole stack is estimated exactly; where it is cheap, every
-    corner trains the whole stack."""
+    """Training of a part per fit (shared by the stack) and steps that cost a part shared by the
+    stack and a part per member, and a rest of fixed work and work per seed: where the stack's first
+    slice would cost over FEWER_SEEDS_ABOVE (read off it on SLICE_SEEDS and one seed more), its
+    corners train SLICE_SEEDS, no slice trains the whole stack, and the whole stack is estimated
+    exactly; where it is cheap, every corner trains the whole stack."""
     timed_seeds = []
 
     def parts(unit):
         cfg, m = unit.config, len(unit.seeds)
-        return per_sample * cfg.epochs * cfg.n_train * (1 + m), 0.2 + 1e3 * per_sample * m
+        return 0.05 + per_sample * cfg.epochs * cfg.n_train * (1 + m), 0.2 + 1e3 * per_sample * m
 
     def time_slice(unit):
         timed_seeds.append(len(unit.seeds))
@@ -524,6 +541,10 @@ def test_a_costly_stack_is_timed_on_fewer_seeds_and_scaled_part_by_part(monkeypa
     for u in est.units:
         assert u.seconds == pytest.approx(sum(parts(u.unit)), rel=1e-6)
     kinds = len(est.units)  # one stack of 10 per corruption level
-    # Each kind's first slice on one seed first (one-off work lands there), then on all 10.
-    cut = timed_seeds.count(plan_module.SLICE_SEEDS) > kinds
-    assert cut == (per_sample == 1e-3) and timed_seeds.count(10) == (kinds if cut else len(timed_seeds) - kinds)
+    # Each kind's first slice on one seed first (one-off work lands there), then on two.
+    few = plan_module.SLICE_SEEDS
+    counts = collections.Counter(timed_seeds)
+    if per_sample == 1e-3:
+        assert 10 not in counts and counts[few + 1] == 2 * kinds and counts[few] > 2 * kinds
+    else:
+        assert counts[few] == counts[few + 1] == kinds and counts[10] == len(timed_seeds) - 2 * kinds

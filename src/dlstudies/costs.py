@@ -43,14 +43,15 @@ def _slope(y1: float, y2: float, x1: float, x2: float, floor: float = 0.0) -> fl
     return max(0.0, (y2 - y1) / (x2 - x1)) if x2 > x1 and y2 - y1 >= floor else 0.0
 
 
-def training_seconds(t: dict, f: tuple[float, float], g: tuple[float, float]) -> float:
+def training_seconds(t: dict, f: tuple[float, float], g: tuple[float, float]) -> tuple[float, float]:
     """Training of the real unit (budget 1, data 1) from three corners {corner: seconds}: it costs
     a + f·(c + d·g): work per fit (building the stack), per epoch on fixed sets (probes), per epoch
-    and sample (the steps, and a step budget, cut with the data as an epoch of steps is)."""
+    and sample (the steps, and a step budget, cut with the data as an epoch of steps is). (a, c + d):
+    the work per fit, and what the budget drives."""
     d = _slope(t["hi", "small"], t["hi", "top"], *g) / f[1]
     c = max(0.0, _slope(t["lo", "top"], t["hi", "top"], *f) - d * g[1])
     a = max(0.0, t["hi", "top"] - f[1] * (c + d * g[1]))
-    return a + c + d
+    return a, c + d
 
 
 def rest_seconds(t: dict, f: tuple[float, float], g: tuple[float, float]) -> float:
@@ -86,9 +87,10 @@ def rest_floor(timings: dict) -> float:
 
 def unit_seconds(grid: dict, timings: dict, parts: bool = False):
     """Seconds of a real unit from its slices {corner: Timing}: three corners of `grid`, and the
-    fourth where its rest grows with the budget (`rest_grows`); with `parts`, (training, the rest)."""
+    fourth where its rest grows with the budget (`rest_grows`); with `parts`, (the training's work per
+    fit, the training the budget drives, the rest)."""
     f = (grid["lo", "top"].budget, grid["hi", "top"].budget)
     g = (grid["hi", "small"].data, grid["hi", "top"].data)
     part = lambda i: {corner: t.parts()[i] for corner, t in timings.items()}  # noqa: E731
-    both = training_seconds(part(0), f, g), rest_seconds(part(1), f, g)
-    return both if parts else sum(both)
+    split = (*training_seconds(part(0), f, g), rest_seconds(part(1), f, g))
+    return split if parts else sum(split)

@@ -9,12 +9,13 @@ data (n_train, n_test, every `*_n` sample count) cut to SLICE_SAMPLES (or twice 
 batch) and half as many; dlstudies.costs turns three or four such slices into the real unit's
 seconds. For each kind the larger budget grows until both budgets train it as the same fits and
 what it adds to the training stands above the noise; a unit estimated at over REPEAT_ABOVE times its
-larger slice has its corners timed twice, the least kept. Where a kind's first slice of its whole
-stack costs more than FEWER_SEEDS_ABOVE, its grid trains SLICE_SEEDS of the stack's seeds, and that
-first slice on both seed counts tells what of each part grows with the seeds. A stop-rule study (a
+larger slice has its corners timed twice, the least kept. A kind's first slice is timed on
+SLICE_SEEDS of its stack's seeds and one more, which tell what each part gains per seed; where the
+whole stack's first slice would cost more than FEWER_SEEDS_ABOVE, its grid trains SLICE_SEEDS and
+is scaled by that, else the whole stack. A stop-rule study (a
 `max_*` or step budget) may stop earlier: its estimate is an upper bound, marked `≤`. The analysis
-and figures of each study are timed on the first slices' results (all seeds) replicated to every
-unit, the report once, and start-up is what this process spent importing and loading data. The
+and figures of each study are timed on the first slices' results (their seeds' runs repeated for
+the stack's others where fewer were trained) replicated to every unit, the report once, and start-up is what this process spent importing and loading data. The
 kinds, then the analyses, are timed on as many processes as the run has workers, one at a time per
 worker. Wall time with N workers: the run's one queue on N workers (each study's units longest
 first, the studies in order, as the runner hands them out: a worker freed at a study's end starts
@@ -261,9 +262,9 @@ def _real_units(name: str, cfg, seeds, runtime: Runtime) -> list[Unit]:
 def estimate_kind(name: str, cfg, seeds: tuple[int, ...], runtime: Runtime, params: tuple) -> tuple[tuple, tuple]:
     """(params, (CPU seconds per seed, a result)) of the kind `params` of the study's units: its unit
     with the most seeds timed as three corners of its slice grid (four where its rest grows with the
-    budget), on fewer seeds where a slice of its whole stack is costly (`seed_scale`); the result is of
-    its first slice on all its seeds (the same budget for every kind: the figures draw their curves
-    side by side)."""
+    budget), on fewer seeds where a slice of its whole stack would be costly (`seed_scale`); the result
+    is of its first slice, as of all its seeds (the same budget for every kind: the figures draw their
+    curves side by side)."""
     study, real = STUDIES.get(name), _real_units(name, cfg, seeds, runtime)
     i, timer = leaders(real)[params], SliceTimer()
     start, first = first_slices(cfg, runtime)
@@ -308,9 +309,10 @@ def _scaled_far(grid: dict, timed_corners: dict) -> bool:
 
 # ---- slices on fewer seeds -----------------------------------------------------------------------
 # A kind's stack of M seeds costs about M times one seed's where it matters (a CPU convolves each
-# member apart; measures run per trained model): where a slice of the whole stack costs more than
-# FEWER_SEEDS_ABOVE, the kind's grid is timed on SLICE_SEEDS seeds, and the first slice on both tells
-# how each part grows with the seeds.
+# member apart; measures run per trained model): a kind's first slice is timed on SLICE_SEEDS and
+# one seed more, which tell what the whole stack would cost and what each of its parts gains per
+# seed; where the whole stack's first slice would cost more than FEWER_SEEDS_ABOVE, its grid is
+# timed on SLICE_SEEDS and scaled by that (else on the whole stack, timed as it is).
 
 SLICE_SEEDS = 1
 FEWER_SEEDS_ABOVE = 2.0  # CPU seconds
@@ -319,46 +321,61 @@ FEWER_SEEDS_ABOVE = 2.0  # CPU seconds
 @dataclass(frozen=True)
 class SeedScale:
     """Slices of `seeds` of a stack's `members`, and how each part of a slice grows to the whole
-    stack, from its first slice timed on both: the training by the ratio of the two (a stack's steps
-    share work among its members: launches, the update of one flat tensor), the rest as its fixed
-    part (loading data) and a part per seed (measures and evaluations run per trained model)."""
+    stack: the training the budget drives by what a member adds to it (a stack's steps share work
+    among its members: launches, the update of one flat tensor), the training's work per fit not at
+    all, the rest as its fixed part (loading data) and a part per seed (measures and evaluations run
+    per trained model); from the kind's first slice timed on `seeds` and on one seed more."""
 
     seeds: int
     members: int
-    training: float = 1.0  # the whole stack's training over the slice's
+    training: float = 0.0  # training seconds of the first slice on `seeds`
+    member: float = 0.0  # what one member more adds to them
     fixed: float = 0.0  # seconds of the rest that do not grow with the seeds
 
-    def unit(self, unit: Unit) -> Unit:
-        return unit if self.seeds >= len(unit.seeds) else dataclasses.replace(unit, seeds=unit.seeds[:self.seeds])
+    def unit(self, unit: Unit, seeds: int | None = None) -> Unit:
+        """`unit` on its first `seeds` (this scale's) seeds."""
+        n = seeds or self.seeds
+        return unit if n >= len(unit.seeds) else dataclasses.replace(unit, seeds=unit.seeds[:n])
 
     @property
     def grow(self) -> float:
         return self.members / self.seeds
 
-    def whole(self, parts: tuple[float, float]) -> float:
-        """Seconds of the whole stack from (training, the rest) of its estimate on `seeds`."""
-        training, rest = parts
-        return training * self.training + self.fixed + max(0.0, rest - self.fixed) * self.grow
+    def whole(self, parts: tuple[float, float, float]) -> float:
+        """Seconds of the whole stack from (training per fit, training the budget drives, the rest)
+        of its estimate on `seeds`. More seeds never cost less, and a stack no more than its members
+        apart: noise (which only adds time) moves an estimate by no more than proportion would."""
+        per_fit, budgeted, rest = parts
+        stepped = self.training - per_fit  # the first slice's training the budget drives
+        ratio = 1 + self.member * (self.members - self.seeds) / stepped if stepped > 0 else self.grow
+        return per_fit + budgeted * min(self.grow, max(1.0, ratio)) + self.fixed + max(0.0, rest - self.fixed) * self.grow
+
+    def from_pair(self, few: Timing, more: Timing) -> "SeedScale":
+        """This scale with what a seed adds read off its first slice timed on `seeds` and on one seed more."""
+        (train_f, rest_f), (train_m, rest_m) = few.parts(), more.parts()
+        per_seed = min(max(0.0, rest_m - rest_f), rest_f / self.seeds)
+        return dataclasses.replace(self, training=train_f, member=max(0.0, train_m - train_f),
+                                   fixed=max(0.0, rest_f - self.seeds * per_seed))
 
 
 def seed_scale(timer: "SliceTimer", unit: Unit) -> tuple[SeedScale, dict]:
-    """(SeedScale, result) of a kind's first slice `unit`, timed on all its seeds (the result the
-    analysis is timed on) and, where that costs more than FEWER_SEEDS_ABOVE, on SLICE_SEEDS too."""
+    """(SeedScale, a result of all its seeds) of a kind's first slice `unit`: timed on SLICE_SEEDS and
+    one seed more, and on all its seeds where that would cost no more than FEWER_SEEDS_ABOVE (the
+    grid is then timed there); else the smaller two twice (the least of each: the noise of their
+    difference is scaled up with the stack), whose result, repeated over the stack's seeds, stands
+    for the whole stack's."""
     members = len(unit.seeds)
     scale = SeedScale(min(SLICE_SEEDS, members), members)
+    few, more = scale.unit(unit), scale.unit(unit, scale.seeds + 1)
     # The fewer seeds first: a process's first slice of a study pays one-off work (imports, the first
-    # call of a kernel), which the whole stack's timing must not carry into the ratio.
-    timer.time([scale.unit(unit)])
-    ((whole, result),) = timer.time([unit])
-    if whole.seconds <= FEWER_SEEDS_ABOVE or members <= SLICE_SEEDS:
+    # call of a kernel), which the timing of more seeds must not carry into the growth.
+    timer.time([few])
+    (f, _), (m, result) = timer.time([few, more])
+    if more == unit or f.seconds + (m.seconds - f.seconds) * (members - scale.seeds) <= FEWER_SEEDS_ABOVE:
+        ((_, result),) = timer.time([unit])
         return SeedScale(members, members), result
-    ((few, _),) = timer.time([scale.unit(unit)], repeats=2)  # the least of two: its noise is scaled up
-    (train_w, rest_w), (train_f, rest_f) = whole.parts(), few.parts()
-    # More seeds never cost less, and a stack no more than its members apart: noise (which only adds
-    # time) in the one timing of the whole stack moves an estimate by no more than proportion would.
-    training = min(scale.grow, max(1.0, train_w / train_f)) if train_f > 0 else scale.grow
-    per_seed = max(0.0, rest_w - rest_f) / (members - SLICE_SEEDS)
-    return dataclasses.replace(scale, training=training, fixed=max(0.0, rest_f - SLICE_SEEDS * per_seed)), result
+    (f, _), (m, result) = timer.time([few, more], repeats=2)
+    return scale.from_pair(f, m), with_seeds(result, unit.seeds)
 
 
 def _sliced_units(study, grid: dict, seeds, runtime, n_units: int) -> dict:
@@ -425,22 +442,49 @@ def _time_slice(unit: Unit) -> tuple[Timing, dict]:
 
 
 def with_seeds(result, seeds: tuple[int, ...]):
-    """A copy of one unit's result as a unit of its params with `seeds` gives it: the i-th seed met
-    is seeds[i], and the runs of the seeds beyond them are left out (a unit with fewer seeds)."""
-    found: dict = {}
+    """A copy of one unit's result as the unit of its params with `seeds` would give it: the i-th seed
+    met is seeds[i]. The runs of seeds beyond them are left out (a unit with fewer seeds); where the
+    result has fewer seeds (k) than `seeds`, seeds[j] gets the runs of its (j mod k)-th seed. A list's
+    runs are taken in blocks of rising seeds (a condition's runs), each block given every seed."""
+    order: dict = {}
+    _seeds_met(result, order)
 
-    def index(seed) -> int:
-        return found.setdefault(seed, len(found))
-
-    def kept(value) -> bool:
-        return not (isinstance(value, dict) and "seed" in value and index(value["seed"]) >= len(seeds))
+    def copy(value, seed):
+        if isinstance(value, dict):
+            return {k: (seed if k == "seed" else copy(v, seed)) for k, v in value.items()}
+        return [copy(v, seed) for v in value] if isinstance(value, list) else value
 
     def relabel(value):
         if isinstance(value, dict):
-            return {k: (seeds[index(v) % len(seeds)] if k == "seed" else relabel(v)) for k, v in value.items()}
-        return [relabel(v) for v in value if kept(v)] if isinstance(value, list) else value
+            return {k: relabel(v) for k, v in value.items()}
+        if not isinstance(value, list):
+            return value
+        out, block = [], {}
+        for v in value + [None]:  # None: the end, which closes the last block
+            i = order[v["seed"]] if _is_run(v) else None
+            if block and (i is None or i <= max(block)):
+                out += [copy(block[j % len(order)], s) for j, s in enumerate(seeds) if j % len(order) in block]
+                block = {}
+            if i is not None:
+                block[i] = v
+            elif v is not None:
+                out.append(relabel(v))
+        return out
 
     return relabel(result)
+
+
+def _is_run(value) -> bool:
+    return isinstance(value, dict) and "seed" in value
+
+
+def _seeds_met(value, order: dict) -> None:
+    """Number each seed of a result's runs in the order met."""
+    if _is_run(value):
+        order.setdefault(value["seed"], len(order))
+    values = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for v in values:
+        _seeds_met(v, order)
 
 
 def _analysis_s(study, cfg, seeds, runtime, results, folder: Path) -> float:
