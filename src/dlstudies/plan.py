@@ -15,8 +15,8 @@ whole stack's first slice would cost more than FEWER_SEEDS_ABOVE, its grid train
 is scaled by that, else the whole stack. A stop-rule study (a
 `max_*` or step budget) may stop earlier: its estimate is an upper bound, marked `≤`. The analysis
 and figures of each study are timed on the first slices' results (their seeds' runs repeated for
-the stack's others where fewer were trained) replicated to every unit, the report once, and start-up is what this process spent importing and loading data. The
-kinds, then the analyses, are timed on as many processes as the run has workers, one at a time per
+the stack's others where fewer were trained) replicated to every unit, the report once, and
+start-up is what this process spent importing and loading data. The kinds, then the analyses, are timed on as many processes as the run has workers, one at a time per
 worker. Wall time with N workers: the run's one queue on N workers (each study's units longest
 first, the studies in order, as the runner hands them out: a worker freed at a study's end starts
 the next study's units), and the analyses.
@@ -455,6 +455,8 @@ def with_seeds(result, seeds: tuple[int, ...]):
         return [copy(v, seed) for v in value] if isinstance(value, list) else value
 
     def relabel(value):
+        if _is_run(value):  # a run outside a list (a study's pick of one seed)
+            return copy(value, seeds[order[value["seed"]] % len(seeds)])
         if isinstance(value, dict):
             return {k: relabel(v) for k, v in value.items()}
         if not isinstance(value, list):
