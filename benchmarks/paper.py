@@ -14,6 +14,7 @@ time on CUDA), and their ratio. The plan is held to agree within 1.5x.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -37,7 +38,8 @@ def clock(device: str):
 
 
 def overrides(name: str, epochs: int, n: int) -> list[str]:
-    cut = [f"epochs={epochs}", f"n_train={n}", f"n_test={n}"]
+    fields = {f.name for f in dataclasses.fields(study_config(name, "paper", []))}
+    cut = [f"epochs={epochs}"] + [f"{field}={n}" for field in ("n_train", "n_test") if field in fields]
     if name == "sensitivity":  # its matched-loss arm's step budget, cut as its epochs and samples are
         cfg = study_config(name, "paper", [])
         full = len(load_data(cfg.data).train)
