@@ -119,7 +119,8 @@ def test_an_interrupted_run_exits_with_the_signal_code_a_resume_line_and_no_warn
     returncode, err = _interrupt(tmp_path, signum)
     assert returncode == code, err
     lines = err.strip().splitlines()
-    assert lines[0] == "estimate:" and any(x.startswith("total: ") for x in lines)  # run prints its plan first
+    plan = lines.index("estimate:")  # run prints its plan first, after its slices' progress
+    assert all(x.startswith("plan: ") for x in lines[:plan]) and any(x.startswith("total: ") for x in lines[plan:])
     assert next(x for x in lines if x.startswith("normalization: ")).startswith("normalization: 3 units")
     assert lines[-1] == "dlstudies: interrupted — run the same command again to resume (0 units kept)"
     assert not [line for line in lines if "arning" in line or "Traceback" in line or "leaked" in line], err

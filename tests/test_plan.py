@@ -298,7 +298,8 @@ def test_run_announces_the_estimate_and_its_units_are_the_runs(capsys):
     cfg = study_config("grad-norm", "smoke", [])
     cost = announce_plan({"grad-norm": cfg}, "default", 1, Runtime(), 2)
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[0] == "estimate:" and TOTAL.match(err[-1]).group(1) == "2"
+    assert err[:2] == ["plan: grad-norm: 1 kind(s) of unit timed (1/1 studies, " + err[0].split(", ")[-1], "estimate:"]
+    assert TOTAL.match(err[-1]).group(1) == "2"  # the progress of its slices, then the estimate
     assert list(cost) == STUDIES.get("grad-norm").work_units(cfg, seed_ids("grad-norm", "default", 1), Runtime())
     assert announce_plan({"grad-norm": cfg}, "smoke", 1, Runtime(), 2) is None
 

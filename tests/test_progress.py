@@ -125,3 +125,20 @@ def test_on_a_terminal_the_bar_counts_member_epochs_with_rate_and_eta():
     assert "75/100 epochs" in text and "epoch/s" in text and "<" in text  # elapsed<remaining
     assert "unit 1/2 done" not in text  # no per-unit lines under a bar
     shown.close()
+
+
+def test_a_plan_says_each_study_once_its_last_kind_is_timed_and_nothing_when_quiet():
+    log = io.StringIO()
+    plan = progress.PlanProgress({"a": 2, "b": 1}, stream=log)
+    for study in ("a", "b", "a"):
+        plan.kind_done(study)
+    plan.study_done("a")
+    plan.close()
+    lines = log.getvalue().splitlines()
+    assert [line.split(":")[1].strip() for line in lines] == ["b", "a"]
+    assert "1 kind(s) of unit timed (1/2 studies" in lines[0] and "2 kind(s) of unit timed (2/2 studies" in lines[1]
+    quiet = io.StringIO()
+    plan = progress.PlanProgress({"a": 1}, quiet=True, stream=quiet)
+    plan.kind_done("a")
+    plan.study_done("a")
+    assert quiet.getvalue() == ""

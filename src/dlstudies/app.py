@@ -157,14 +157,15 @@ def seed_ids(name: str, scale: str, seeds) -> tuple[int, ...]:
 
 
 def estimate_run(names, scale, seeds, data, overrides, runtime: Runtime, backend="local", workers=1, configs=None,
-                 **opts):
-    """The Plan (dlstudies.plan) of a run: its units, timed as slices on this machine; writes nothing."""
+                 quiet: bool = True, **opts):
+    """The Plan (dlstudies.plan) of a run: its units, timed as slices on this machine (its progress on
+    stderr unless `quiet`); writes nothing."""
     from dlstudies.executors import THREADS_PER_UNIT
     from dlstudies.plan import estimate
 
     configs = configs or plan(names, scale, seeds, data, overrides, runtime, backend, workers, **opts)
     torch.set_num_threads(THREADS_PER_UNIT)  # as every unit runs
-    return estimate(configs, lambda name: seed_ids(name, scale, seeds), runtime, workers)
+    return estimate(configs, lambda name: seed_ids(name, scale, seeds), runtime, workers, quiet)
 
 
 def announce_plan(configs: dict, scale: str, seeds, runtime: Runtime, workers: int, quiet: bool = False,
@@ -179,7 +180,8 @@ def announce_plan(configs: dict, scale: str, seeds, runtime: Runtime, workers: i
     if fresh:
         if scale == "smoke":
             return None
-        estimate, header = estimate_run([], scale, seeds, None, [], runtime, workers=workers, configs=configs), "estimate:"
+        estimate = estimate_run([], scale, seeds, None, [], runtime, workers=workers, configs=configs, quiet=quiet)
+        header = "estimate:"
         if out is not None:
             keep(estimate, configs, seeds_of, out)
     else:

@@ -198,7 +198,8 @@ def _plan(args, argv) -> int:
     runtime = Runtime(engine=args.engine, device=args.device, data_dir=args.data_dir)
     configs = plan(args.studies, args.scale, args.seeds, args.data, args.overrides, runtime, args.backend,
                    args.workers, scheduler=args.scheduler)
-    estimate = estimate_run([], args.scale, args.seeds, None, [], runtime, workers=args.workers, configs=configs)
+    estimate = estimate_run([], args.scale, args.seeds, None, [], runtime, workers=args.workers, configs=configs,
+                            quiet=args.quiet)
     try:  # for `run` with the same arguments to print as it starts
         kept = f"kept in {keep(estimate, configs, lambda name: seed_ids(name, args.scale, args.seeds), args.out)}"
     except OSError as err:

@@ -24,6 +24,7 @@ the next study's units), and the analyses.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime
 import heapq
@@ -504,24 +505,34 @@ def _study_job(job: tuple) -> StudyEstimate:
     return study_estimate(*job)
 
 
-def estimate(configs: dict, seeds_of, runtime: Runtime, workers: int) -> Plan:
+def estimate(configs: dict, seeds_of, runtime: Runtime, workers: int, quiet: bool = True) -> Plan:
     """The Plan of running `configs` ({study: config}); `seeds_of(name)`: the seeds of a study. The
     kinds of unit, then the studies' analyses, are timed on `workers` processes, as the run's units
     will be (each on one thread, its own CPU time; beside another, as in the run): one kind at a time
-    per worker, so that no study's kinds wait on one worker while the other is idle."""
+    per worker, so that no study's kinds wait on one worker while the other is idle. Unless `quiet`,
+    progress goes to stderr (`PlanProgress`)."""
     from dlstudies.executors import EXECUTORS
+    from dlstudies.progress import PlanProgress
     from dlstudies.report import render_report
 
     startup = time.process_time()  # imports and data loads of this process: what every run pays first
     seeds = {n: tuple(seeds_of(n)) for n in configs}
     kinds = [(n, cfg, seeds[n], runtime, params) for n, cfg in configs.items()
              for params in leaders(_real_units(n, cfg, seeds[n], runtime))]
+    progress = PlanProgress(collections.Counter(job[0] for job in kinds), quiet)
     with tempfile.TemporaryDirectory(prefix="dlstudies-plan-") as tmp:
         with EXECUTORS.get("local")(workers=min(workers, len(kinds))) as execute:
-            timed_kinds = {(job[0], params): kind for job, (params, kind) in execute(_kind_job, kinds)}
+            timed_kinds = {}
+            for job, (params, kind) in execute(_kind_job, kinds):
+                timed_kinds[job[0], params] = kind
+                progress.kind_done(job[0])
             jobs = [(n, cfg, seeds[n], runtime, {p: k for (m, p), k in timed_kinds.items() if m == n}, Path(tmp))
                     for n, cfg in configs.items()]
-            done = {job[0]: study for job, study in execute(_study_job, jobs)}
+            done = {}
+            for job, study in execute(_study_job, jobs):
+                done[job[0]] = study
+                progress.study_done(job[0])
+        progress.close()
         _, report = timed(render_report, Path(tmp))
     studies = tuple(done[name] for name in configs)
     return Plan(studies, startup * (1 + (workers > 1)), report, workers)  # pool workers import once more

@@ -163,3 +163,35 @@ class StudyProgress:
         self.closed = True
         if self.bar is not None:
             self.bar.close()
+
+
+class PlanProgress:
+    """What `dlstudies plan` has timed, as it goes (its slices take minutes): one bar over the kinds of
+    unit and the studies' analyses on a terminal; otherwise a line per study as its last kind of unit
+    is timed; nothing when quiet. `kinds`: {study: how many kinds of unit it times}."""
+
+    def __init__(self, kinds: dict[str, int], quiet: bool = False, stream=None):
+        self.kinds, self.left, self.quiet = dict(kinds), dict(kinds), quiet
+        self.stream = stream or sys.stderr
+        self.terminal = not quiet and _is_terminal(self.stream)
+        self.bar = tqdm(total=sum(kinds.values()) + len(kinds), desc="plan: timing slices", unit="step",
+                        file=self.stream, dynamic_ncols=True) if self.terminal else None
+        self.start = time.monotonic()
+
+    def kind_done(self, study: str) -> None:
+        self.left[study] -= 1
+        if self.bar is not None:
+            self.bar.update(1)
+        elif not self.quiet and self.left[study] == 0:
+            finished = sum(not n for n in self.left.values())
+            print(f"plan: {study}: {self.kinds[study]} kind(s) of unit timed ({finished}/{len(self.left)} studies, "
+                  f"{time.monotonic() - self.start:.0f} s)", file=self.stream, flush=True)
+
+    def study_done(self, study: str) -> None:
+        """The study's analysis is timed too."""
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
