@@ -25,6 +25,7 @@ the next study's units), and the analyses.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import datetime
 import heapq
@@ -521,7 +522,7 @@ def estimate(configs: dict, seeds_of, runtime: Runtime, workers: int, quiet: boo
              for params in leaders(_real_units(n, cfg, seeds[n], runtime))]
     progress = PlanProgress(collections.Counter(job[0] for job in kinds), quiet)
     with tempfile.TemporaryDirectory(prefix="dlstudies-plan-") as tmp:
-        with EXECUTORS.get("local")(workers=min(workers, len(kinds))) as execute:
+        with contextlib.closing(progress), EXECUTORS.get("local")(workers=min(workers, len(kinds))) as execute:
             timed_kinds = {}
             for job, (params, kind) in execute(_kind_job, kinds):
                 timed_kinds[job[0], params] = kind
@@ -532,7 +533,6 @@ def estimate(configs: dict, seeds_of, runtime: Runtime, workers: int, quiet: boo
             for job, study in execute(_study_job, jobs):
                 done[job[0]] = study
                 progress.study_done(job[0])
-        progress.close()
         _, report = timed(render_report, Path(tmp))
     studies = tuple(done[name] for name in configs)
     return Plan(studies, startup * (1 + (workers > 1)), report, workers)  # pool workers import once more
