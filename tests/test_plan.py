@@ -389,12 +389,14 @@ def test_a_replica_for_fewer_seeds_keeps_their_runs_alone():
 
 def test_a_replica_for_more_seeds_repeats_each_seeds_runs_in_turn():
     result = {"runs": [{"seed": s, "condition": c, "curves": {"loss": [s, c]}, "probe": {"seed": s}}
-                       for c in ("a", "b") for s in (7, 8)], "order": [3, 1], "best": {"seed": 8, "x": 1}}
+                       for c in ("a", "b") for s in (7, 8)], "order": [3, 1], "best": {"seed": 8, "x": 1},
+              "gaps": [None, 2.0, None]}
     copy = with_seeds(result, (0, 1, 2, 3, 4))
     assert [(r["condition"], r["seed"]) for r in copy["runs"]] == [(c, s) for c in "ab" for s in range(5)]
     assert [r["curves"]["loss"][0] for r in copy["runs"][:5]] == [7, 8, 7, 8, 7]  # the runs of seed 7, 8, 7, ...
     assert all(r["probe"]["seed"] == r["seed"] for r in copy["runs"]) and copy["order"] == [3, 1]
     assert copy["best"] == {"seed": 1, "x": 1}  # a run outside a list: its seed's first stand-in
+    assert copy["gaps"] == [None, 2.0, None]  # a list's None values are values, kept
     assert result["runs"][0]["seed"] == 7 and copy["runs"][2] is not copy["runs"][0]
 
 

@@ -464,18 +464,21 @@ def with_seeds(result, seeds: tuple[int, ...]):
         if not isinstance(value, list):
             return value
         out, block = [], {}
-        for v in value + [None]:  # None: the end, which closes the last block
+        for v in [*value, _END]:  # _END closes the last block (a list may hold None)
             i = order[v["seed"]] if _is_run(v) else None
             if block and (i is None or i <= max(block)):
                 out += [copy(block[j % len(order)], s) for j, s in enumerate(seeds) if j % len(order) in block]
                 block = {}
             if i is not None:
                 block[i] = v
-            elif v is not None:
+            elif v is not _END:
                 out.append(relabel(v))
         return out
 
     return relabel(result)
+
+
+_END = object()
 
 
 def _is_run(value) -> bool:
