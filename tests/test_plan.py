@@ -178,14 +178,14 @@ def test_a_unit_with_twice_the_epochs_is_estimated_twice_as_long(synthetic_timin
         for u in est.units:  # the others scale as the first one does: within their fixed work
             assert u.seconds == pytest.approx(synthetic_cost(u.unit), rel=0.05)
     shapes = {(u.params, len(u.seeds)) for u in real}
-    # One unit per shape: its first slice on SLICE_SEEDS and one more, twice each (its whole stack would
-    # cost over FEWER_SEEDS_ABOVE), then the other three corners (its synthetic rest grows with the
-    # budget) on SLICE_SEEDS, each timed twice (the least counts: growth of the rest is multiplied by
-    # 1/budget); no other unit timed, and no stack of 10.
+    # One unit per shape: its first slice on SLICE_SEEDS and one more (its whole stack would cost over
+    # FEWER_SEEDS_ABOVE), the larger slice on both twice (what a seed adds), then all four corners
+    # (its synthetic rest grows with the budget) on SLICE_SEEDS, each timed twice (the least counts:
+    # growth of the rest is multiplied by 1/budget); no other unit timed, and no stack of 10.
     few = plan_module.SLICE_SEEDS
-    assert len(real) > len(shapes) and len(synthetic_timing) == 2 * (2 * 2 + 3 * 2) * len(shapes)
+    assert len(real) > len(shapes) and len(synthetic_timing) == 2 * (4 * 2 + 3) * len(shapes)
     assert collections.Counter(len(u.seeds) for u in synthetic_timing) == {few: 2 * 8 * len(shapes),
-                                                                           few + 1: 2 * 2 * len(shapes)}
+                                                                           few + 1: 2 * 3 * len(shapes)}
 
 
 def test_noise_that_looks_like_growth_of_the_rest_is_timed_away(monkeypatch, tmp_path):
@@ -214,7 +214,7 @@ def test_a_unit_scaled_far_beyond_its_slices_is_timed_twice(monkeypatch, tmp_pat
     Here every slice's first timing is slowed by half (all of it training, so nothing else repeats)."""
     calls = collections.Counter()
 
-    def time_slice(unit):
+    def time_slice(unit, measures):
         calls[unit] += 1
         cost = synthetic_cost(unit) * (1.5 if calls[unit] == 1 else 1.0)
         return Timing(cost, cost, 1), {"runs": []}
@@ -441,7 +441,7 @@ def test_each_shape_is_timed_at_budgets_that_train_it_alike(monkeypatch, tmp_pat
 
     timed_epochs = []
 
-    def time_slice(unit):
+    def time_slice(unit, measures):
         timed_epochs.append((len(unit.param("arms")), unit.config.epochs))
         return Timing(*cost(unit)), {"runs": [], "epochs": unit.config.epochs}
 
@@ -526,14 +526,15 @@ def test_a_costly_stack_is_timed_on_fewer_seeds_and_scaled_part_by_part(monkeypa
     stack and a part per member, and a rest of fixed work and work per seed: where the stack's first
     slice would cost over FEWER_SEEDS_ABOVE (read off it on SLICE_SEEDS and one seed more), its
     corners train SLICE_SEEDS, no slice trains the whole stack, and the whole stack is estimated
-    exactly; where it is cheap, every corner trains the whole stack."""
+    exactly from its larger slice on one seed more; where it is cheap, every corner trains the whole
+    stack."""
     timed_seeds = []
 
     def parts(unit):
         cfg, m = unit.config, len(unit.seeds)
         return 0.05 + per_sample * cfg.epochs * cfg.n_train * (1 + m), 0.2 + 1e3 * per_sample * m
 
-    def time_slice(unit):
+    def time_slice(unit, measures):
         timed_seeds.append(len(unit.seeds))
         fit, rest = parts(unit)
         return Timing(fit + rest, fit, 1), {"runs": []}
@@ -545,10 +546,54 @@ def test_a_costly_stack_is_timed_on_fewer_seeds_and_scaled_part_by_part(monkeypa
     for u in est.units:
         assert u.seconds == pytest.approx(sum(parts(u.unit)), rel=1e-6)
     kinds = len(est.units)  # one stack of 10 per corruption level
-    # Each kind's first slice on one seed first (one-off work lands there), then on two.
+    # Each kind's first slice on one seed first (one-off work lands there), then on two; a costly
+    # stack's larger slice on both, twice.
     few = plan_module.SLICE_SEEDS
     counts = collections.Counter(timed_seeds)
     if per_sample == 1e-3:
-        assert 10 not in counts and counts[few + 1] == 2 * kinds and counts[few] > 2 * kinds
+        assert 10 not in counts and counts[few + 1] == 3 * kinds and counts[few] > 3 * kinds
     else:
         assert counts[few] == counts[few + 1] == kinds and counts[10] == len(timed_seeds) - 2 * kinds
+
+
+def test_a_slice_counts_its_replayed_measures_at_their_cost(monkeypatch):
+    """A measure on trained models runs in a kind's slices until known (its first run may carry
+    one-off work), then is replayed at the least it cost: each slice's time still holds every call."""
+    from dlstudies.analysis.replay import replayable
+
+    now, costs = [0.0], iter([1.5, 1.0])  # the first real run pays one-off work
+
+    @replayable
+    def measure(x):
+        now[0] += next(costs)
+        return float(x.sum())
+
+    monkeypatch.setattr(plan_module.time, "process_time", lambda: now[0])
+    monkeypatch.setattr(plan_module, "execute_unit", lambda unit: {"runs": [measure(torch.ones(3)) for _ in range(4)]})
+    memo, unit = {}, plan_module.Unit("toy", None, (0,), Runtime())
+    first, result = plan_module._time_slice(unit, memo)
+    assert first.seconds == pytest.approx(1.5 + 1.0 + 2 * 1.0) and result == {"runs": [3.0] * 4}
+    later, _ = plan_module._time_slice(unit, memo)  # nothing runs: the clock stands still
+    assert later.seconds == pytest.approx(4 * 1.0) and now[0] == pytest.approx(2.5)
+
+
+def test_a_kind_runs_each_measure_until_known_and_replays_it_after(monkeypatch):
+    from dlstudies.analysis.replay import REAL_RUNS
+
+    replays = []
+    real = plan_module.replaying
+
+    @contextlib.contextmanager
+    def watched(memo):
+        with real(memo) as replay:
+            replays.append(replay)
+            yield replay
+
+    monkeypatch.setattr(plan_module, "replaying", watched)
+    cfg, seeds, memo = study_config("sensitivity", "smoke", []), (0, 1, 2), {}
+    params = next(iter(plan_module.leaders(plan_module._real_units("sensitivity", cfg, seeds, Runtime()))))
+    plan_module.estimate_kind("sensitivity", cfg, seeds, Runtime(), params, measures=memo)
+    measured = {key[1] for key in memo}
+    assert {"sharpness", "sensitivity", "split_metrics"} <= measured
+    assert all(seen.runs <= REAL_RUNS for seen in memo.values())
+    assert len(replays) > REAL_RUNS and sum(r.calls for r in replays) > len(memo)

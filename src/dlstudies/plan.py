@@ -8,18 +8,21 @@ named `*epochs`, and TRAINING_STEPS) cut to a smaller and a larger number of epo
 data (n_train, n_test, every `*_n` sample count) cut to SLICE_SAMPLES (or twice the largest training
 batch) and half as many; dlstudies.costs turns three or four such slices into the real unit's
 seconds. For each kind the larger budget grows until both budgets train it as the same fits and
-what it adds to the training stands above the noise; a unit estimated at over REPEAT_ABOVE times its
-larger slice has its corners timed twice, the least kept. A kind's first slice is timed on
-SLICE_SEEDS of its stack's seeds and one more, which tell what each part gains per seed; where the
-whole stack's first slice would cost more than FEWER_SEEDS_ABOVE, its grid trains SLICE_SEEDS and
-is scaled by that, else the whole stack. A stop-rule study (a
+what it adds to the training stands above the noise; a unit whose training or rest is estimated at
+over REPEAT_ABOVE times the larger slice's has its corners timed twice, the least kept. The
+measures on trained models (`dlstudies.analysis.replay`) are timed until known, then replayed at
+their cost in the process's later slices. A kind's first slice is timed on SLICE_SEEDS of its
+stack's seeds and one more; where the whole stack's first slice would cost more than
+FEWER_SEEDS_ABOVE, its grid trains SLICE_SEEDS and its larger slice, timed on one seed more too,
+tells what each part gains per seed; else the grid trains the whole stack. A stop-rule study (a
 `max_*` or step budget) may stop earlier: its estimate is an upper bound, marked `≤`. The analysis
 and figures of each study are timed on the first slices' results (their seeds' runs repeated for
 the stack's others where fewer were trained) replicated to every unit, the report once, and
-start-up is what this process spent importing and loading data. The kinds, then the analyses, are timed on as many processes as the run has workers, one at a time per
-worker. Wall time with N workers: the run's one queue on N workers (each study's units longest
-first, the studies in order, as the runner hands them out: a worker freed at a study's end starts
-the next study's units), and the analyses.
+start-up is what this process spent importing and loading data. The kinds, then the analyses, are
+timed on as many processes as the run has workers, one at a time per worker. Wall time with N
+workers: the run's one queue on N workers (each study's units longest first, the studies in order,
+as the runner hands them out: a worker freed at a study's end starts the next study's units), and
+the analyses.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from dlstudies.analysis.replay import replaying
 from dlstudies.config import Runtime, as_dict
 from dlstudies.costs import CORNERS, MIN_SLOPE_S, Timing, rest_grows, unit_seconds
 from dlstudies.engine import fit_seconds
@@ -261,17 +265,19 @@ def _real_units(name: str, cfg, seeds, runtime: Runtime) -> list[Unit]:
     return STUDIES.get(name).work_units(cfg, seeds, runtime)
 
 
-def estimate_kind(name: str, cfg, seeds: tuple[int, ...], runtime: Runtime, params: tuple) -> tuple[tuple, tuple]:
+def estimate_kind(name: str, cfg, seeds: tuple[int, ...], runtime: Runtime, params: tuple,
+                  measures: dict | None = None) -> tuple[tuple, tuple]:
     """(params, (CPU seconds per seed, a result)) of the kind `params` of the study's units: its unit
     with the most seeds timed as three corners of its slice grid (four where its rest grows with the
     budget), on fewer seeds where a slice of its whole stack would be costly (`seed_scale`); the result
     is of its first slice, as of all its seeds (the same budget for every kind: the figures draw their
     curves side by side)."""
     study, real = STUDIES.get(name), _real_units(name, cfg, seeds, runtime)
-    i, timer = leaders(real)[params], SliceTimer()
+    i, timer = leaders(real)[params], SliceTimer({} if measures is None else measures)
     start, first = first_slices(cfg, runtime)
     scale, result = seed_scale(timer, _sliced_units(study, first, seeds, runtime, len(real))["lo", "top"][i])
     grid, units = _settled_grid(study, cfg, seeds, runtime, len(real), timer, scale, i, start)
+    scale = seed_growth(timer, scale, _sliced_units(study, grid, seeds, runtime, len(real))["hi", "top"][i])
     corners = [units[c] for c in CORNERS[:3]]
     mine = dict(zip(CORNERS[:3], timer.time(corners)))
     if rest_grows(_timings(mine)) or _scaled_far(grid, mine):
@@ -304,17 +310,21 @@ def _timings(timed_corners: dict) -> dict:
 
 
 def _scaled_far(grid: dict, timed_corners: dict) -> bool:
-    """Whether the unit these corners {corner: (Timing, result)} estimate is over REPEAT_ABOVE times its larger slice."""
+    """Whether the training or the rest of the unit these corners {corner: (Timing, result)} estimate
+    is over REPEAT_ABOVE times its part of the larger slice: a slice long with measures may hold a
+    training that the estimate scales a thousandfold."""
     timings = _timings(timed_corners)
-    return unit_seconds(grid, timings) > REPEAT_ABOVE * timings["hi", "top"].seconds
+    per_fit, budgeted, rest = unit_seconds(grid, timings, parts=True)
+    training, slice_rest = timings["hi", "top"].parts()
+    return per_fit + budgeted > REPEAT_ABOVE * training or rest > REPEAT_ABOVE * slice_rest
 
 
 # ---- slices on fewer seeds -----------------------------------------------------------------------
 # A kind's stack of M seeds costs about M times one seed's where it matters (a CPU convolves each
 # member apart; measures run per trained model): a kind's first slice is timed on SLICE_SEEDS and
-# one seed more, which tell what the whole stack would cost and what each of its parts gains per
-# seed; where the whole stack's first slice would cost more than FEWER_SEEDS_ABOVE, its grid is
-# timed on SLICE_SEEDS and scaled by that (else on the whole stack, timed as it is).
+# one seed more, which tell what the whole stack would cost; where its first slice would cost more
+# than FEWER_SEEDS_ABOVE, its grid is timed on SLICE_SEEDS, and its larger slice on one seed more
+# tells what each part gains per seed (else the grid is timed on the whole stack, as it is).
 
 SLICE_SEEDS = 1
 FEWER_SEEDS_ABOVE = 2.0  # CPU seconds
@@ -326,11 +336,12 @@ class SeedScale:
     stack: the training the budget drives by what a member adds to it (a stack's steps share work
     among its members: launches, the update of one flat tensor), the training's work per fit not at
     all, the rest as its fixed part (loading data) and a part per seed (measures and evaluations run
-    per trained model); from the kind's first slice timed on `seeds` and on one seed more."""
+    per trained model); from the settled grid's larger slice timed on `seeds` and on one seed more
+    (`seed_growth`)."""
 
     seeds: int
     members: int
-    training: float = 0.0  # training seconds of the first slice on `seeds`
+    training: float = 0.0  # training seconds of the slice it was read on, on `seeds`
     member: float = 0.0  # what one member more adds to them
     fixed: float = 0.0  # seconds of the rest that do not grow with the seeds
 
@@ -363,9 +374,9 @@ class SeedScale:
 def seed_scale(timer: "SliceTimer", unit: Unit) -> tuple[SeedScale, dict]:
     """(SeedScale, a result of all its seeds) of a kind's first slice `unit`: timed on SLICE_SEEDS and
     one seed more, and on all its seeds where that would cost no more than FEWER_SEEDS_ABOVE (the
-    grid is then timed there); else the smaller two twice (the least of each: the noise of their
-    difference is scaled up with the stack), whose result, repeated over the stack's seeds, stands
-    for the whole stack's."""
+    grid is then timed there); else the grid is timed on SLICE_SEEDS (what a seed adds is read later,
+    by `seed_growth`) and the result of one seed more, repeated over the stack's seeds, stands for
+    the whole stack's."""
     members = len(unit.seeds)
     scale = SeedScale(min(SLICE_SEEDS, members), members)
     few, more = scale.unit(unit), scale.unit(unit, scale.seeds + 1)
@@ -376,8 +387,17 @@ def seed_scale(timer: "SliceTimer", unit: Unit) -> tuple[SeedScale, dict]:
     if more == unit or f.seconds + (m.seconds - f.seconds) * (members - scale.seeds) <= FEWER_SEEDS_ABOVE:
         ((_, result),) = timer.time([unit])
         return SeedScale(members, members), result
-    (f, _), (m, result) = timer.time([few, more], repeats=2)
-    return scale.from_pair(f, m), with_seeds(result, unit.seeds)
+    return scale, with_seeds(result, unit.seeds)
+
+
+def seed_growth(timer: "SliceTimer", scale: SeedScale, unit: Unit) -> SeedScale:
+    """`scale` with what a seed adds read off `unit`, the settled grid's larger slice of the whole
+    stack, on the scale's seeds and one seed more (the least of two timings each): there the training
+    stands above the noise, where a first slice's (hundredths of a second) does not."""
+    if scale.seeds >= scale.members:
+        return scale
+    (f, _), (m, _) = timer.time([scale.unit(unit), scale.unit(unit, scale.seeds + 1)], repeats=2)
+    return scale.from_pair(f, m)
 
 
 def _sliced_units(study, grid: dict, seeds, runtime, n_units: int) -> dict:
@@ -420,27 +440,30 @@ def grown(epochs: tuple[int, int], added: float) -> int:
 
 class SliceTimer:
     """Times slices (units): a growing grid, and a grid whose budgets or data sizes coincide, meet
-    the same slice again, which keeps its timings."""
+    the same slice again, which keeps its timings. The measures on the trained models
+    (`dlstudies.analysis.replay`) are timed until they are known, then replayed in later slices."""
 
-    def __init__(self):
+    def __init__(self, measures: dict):
         self.memo: dict[Unit, tuple[Timing, dict]] = {}
         self.count: dict[Unit, int] = {}
+        self.measures = measures
 
     def time(self, units: list[Unit], repeats: int = 1) -> list[tuple[Timing, dict]]:
         """(Timing, result) of each slice: the least of at least `repeats` timings (noise only adds time)."""
         for unit in units:
             while self.count.get(unit, 0) < repeats:
-                timing = _time_slice(unit)
+                timing = _time_slice(unit, self.measures)
                 if unit not in self.memo or timing[0].seconds < self.memo[unit][0].seconds:
                     self.memo[unit] = timing
                 self.count[unit] = self.count.get(unit, 0) + 1
         return [self.memo[unit] for unit in units]
 
 
-def _time_slice(unit: Unit) -> tuple[Timing, dict]:
-    with fit_seconds() as fits:
+def _time_slice(unit: Unit, measures: dict) -> tuple[Timing, dict]:
+    """(Timing, result) of one slice, its replayed measures (`measures`: their memo) counted at their cost."""
+    with fit_seconds() as fits, replaying(measures) as replay:
         result, seconds = timed(execute_unit, unit)
-    return Timing(seconds, sum(fits), len(fits)), result
+    return Timing(seconds + replay.seconds, sum(fits), len(fits)), result
 
 
 def with_seeds(result, seeds: tuple[int, ...]):
@@ -501,8 +524,13 @@ def _analysis_s(study, cfg, seeds, runtime, results, folder: Path) -> float:
     return seconds
 
 
+# The measures a plan's process has timed (`dlstudies.analysis.replay`), kept across the kinds it
+# times: a study's kinds train different recipes of one model and measure it on the same samples.
+_MEASURES: dict = {}
+
+
 def _kind_job(job: tuple) -> tuple[tuple, tuple]:
-    return estimate_kind(*job)
+    return estimate_kind(*job, measures=_MEASURES)
 
 
 def _study_job(job: tuple) -> StudyEstimate:
@@ -520,6 +548,7 @@ def estimate(configs: dict, seeds_of, runtime: Runtime, workers: int, quiet: boo
     from dlstudies.report import render_report
 
     startup = time.process_time()  # imports and data loads of this process: what every run pays first
+    _MEASURES.clear()  # measured by another plan, maybe on another machine's data or under other load
     seeds = {n: tuple(seeds_of(n)) for n in configs}
     kinds = [(n, cfg, seeds[n], runtime, params) for n, cfg in configs.items()
              for params in leaders(_real_units(n, cfg, seeds[n], runtime))]

@@ -81,6 +81,9 @@ def test_plane_does_not_depend_on_batch_size():
     batched = loss_plane(model, F.cross_entropy, x, y, d1, d2, [0.0, 0.3], [0.2], batch_size=7, metric_fn=accuracy)
     np.testing.assert_allclose(batched.loss, full.loss, rtol=1e-12)
     np.testing.assert_allclose(batched.accuracy, full.accuracy, rtol=1e-12)
+    # Batch by batch over the grid, each point's batches summed as `evaluate` sums them: bit for bit.
+    state = {n: t.detach() + 0.3 * d1[n] + 0.2 * d2[n] for n, t in model.named_parameters()}
+    assert (batched.loss[0, 1], batched.accuracy[0, 1]) == evaluate(model, state, F.cross_entropy, x, y, 7, accuracy)
 
 
 def test_unknown_direction_names_are_rejected():

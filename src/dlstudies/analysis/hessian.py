@@ -24,6 +24,7 @@ from torch.func import functional_call
 
 from dlstudies.analysis.landscape import eval_mode
 from dlstudies.analysis.pca import unflatten_params
+from dlstudies.analysis.replay import replayable
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -92,6 +93,7 @@ def loss_hessian(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
     return (hess + hess.T) / 2, grad  # symmetrise: forward-over-reverse is symmetric only to rounding
 
 
+@replayable
 def gradient_norms(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, targets: torch.Tensor,
                    vectors: np.ndarray) -> np.ndarray:
     """The full-batch gradient 2-norm (float64, eval mode) at each flat parameter vector (n, P):
@@ -102,6 +104,7 @@ def gradient_norms(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, targ
         return np.array([float(grad(torch.as_tensor(v, dtype=torch.float64)).norm()) for v in np.atleast_2d(vectors)])
 
 
+@replayable
 def hessian_eigenvalues(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, targets: torch.Tensor,
                         tol: float | None = None) -> HessianSpectrum:
     """Exact spectrum and minimal ratio of the loss Hessian; `tol` defaults to `default_tolerance`."""

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from dlstudies.analysis.landscape import evaluate
+from dlstudies.analysis.replay import replayable
 from dlstudies.registry import Registry
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -104,6 +105,7 @@ class InterpolationCurve:
     accuracy: dict[str, np.ndarray] | None
 
 
+@replayable
 def interpolation_curve(model_a: nn.Module, model_b: nn.Module, loss_fn: LossFn, metric_fn: LossFn | None,
                         splits: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
                         alphas: Sequence[float] | torch.Tensor | None = None,

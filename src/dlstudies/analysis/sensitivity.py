@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from dlstudies.analysis.landscape import batch_slices, eval_mode
+from dlstudies.analysis.replay import replayable
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -64,6 +65,7 @@ def _frobenius(per_sample: torch.Tensor) -> torch.Tensor:
     return per_sample.flatten(1).norm(dim=1)
 
 
+@replayable
 def sensitivity(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, targets: torch.Tensor,
                 batch_size: int = 256, output_fn: Callable[[torch.Tensor], torch.Tensor] = softmax_outputs
                 ) -> Sensitivity:

@@ -27,6 +27,7 @@ from torch import nn
 from torch.func import functional_call, grad_and_value
 
 from dlstudies.analysis.landscape import batch_slices, detached_params, eval_mode, evaluate
+from dlstudies.analysis.replay import replayable
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Params = dict[str, torch.Tensor]
@@ -81,6 +82,7 @@ def _ascent(model: nn.Module, loss_fn: LossFn, theta: Params, box: Params, y: Pa
     return max(best, final)
 
 
+@replayable
 def sharpness(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, targets: torch.Tensor,
               epsilon: float = 1e-3, steps: int = 10, lr: float | None = None,
               generator: torch.Generator | None = None, batch_size: int | None = None,

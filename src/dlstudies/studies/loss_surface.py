@@ -26,7 +26,7 @@ as Antognini & Sohl-Dickstein (2018) also find for trajectories in general.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -43,7 +43,7 @@ from dlstudies.analysis.claims import Claim, opening
 from dlstudies.analysis.landscape import detached_params
 from dlstudies.analysis.measures import interval_text, value_text
 from dlstudies.analysis.pca import random_walk_share
-from dlstudies.config import require
+from dlstudies.config import ints, require
 from dlstudies.data import load_data
 from dlstudies.data.base import subsample
 from dlstudies.engine import LOSSES, TrainSpec, fixed_epochs
@@ -78,6 +78,9 @@ class Config(StudyConfig):
     margin: float = 0.2  # PCA plane: the trajectory's extent on each axis, plus this fraction
     rise_radius: float = 0.5  # flatness: mean loss rise on the ring at this distance (random plane)
     n_train: int | None = None  # None: the whole training split
+    # Samples per batch of the planes' evaluations (None: all at once). Each batch is evaluated at
+    # every grid point while it is in the cache: at paper, 4096 made a plane 1.6x faster than one batch.
+    eval_batch: int | None = field(default=None, metadata={"rule": ints(1, 10**7)})
     seed_chunk: int = 5  # seeds per work unit, trained as one stack
 
     def validate(self):
@@ -91,7 +94,7 @@ class Config(StudyConfig):
 
 
 PRESETS = {"smoke": Config(epochs=3, grid=7, n_train=200), "default": Config(),
-           "paper": Config(data="fashion-mnist", epochs=100, grid=41)}
+           "paper": Config(data="fashion-mnist", epochs=100, grid=41, eval_batch=4096)}
 
 
 def run_unit(unit) -> dict:
@@ -127,7 +130,7 @@ def _random_plane(cfg: Config, model, train, loss_fn, seed: int) -> dict:
     gen = torch.Generator().manual_seed(DIRECTION_STREAM + seed)
     d1, d2 = filter_normalized_direction(model, gen), filter_normalized_direction(model, gen)
     axis = np.linspace(-cfg.radius, cfg.radius, cfg.grid)
-    plane = loss_plane(model, loss_fn, train.x, train.y, d1, d2, axis, axis)
+    plane = loss_plane(model, loss_fn, train.x, train.y, d1, d2, axis, axis, cfg.eval_batch)
     return {"alphas": plane.alphas.tolist(), "betas": plane.betas.tolist(), "loss": plane.loss.tolist()}
 
 
@@ -137,7 +140,7 @@ def _pca_plane(cfg: Config, model, train, loss_fn, trajectory: np.ndarray) -> di
     # Symmetric per axis around θ* (the last point, at the origin), wide enough for the whole path.
     extent = np.abs(coords).max(0) * (1 + cfg.margin) + 1e-12
     alphas, betas = (np.linspace(-e, e, cfg.grid) for e in extent)
-    plane = loss_plane(model, loss_fn, train.x, train.y, d1, d2, alphas, betas)
+    plane = loss_plane(model, loss_fn, train.x, train.y, d1, d2, alphas, betas, cfg.eval_batch)
     evr = fit_trajectory_pca(vectors, n_components=2).explained_variance_ratio  # same PCA: axis labels
     return {"alphas": plane.alphas.tolist(), "betas": plane.betas.tolist(), "loss": plane.loss.tolist(),
             "trajectory": coords.tolist(), "explained_variance_ratio": evr.tolist()}

@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from dlstudies.analysis.replay import replayable
 from dlstudies.engine import ENGINES, predict_members
 from dlstudies.engine.evaluate import accuracy, confusion, mean_loss
 from dlstudies.models.builders import build_members, mlp
@@ -41,6 +42,7 @@ def image_mlp(data, hidden: Sequence[int], act: Callable[[], nn.Module], norm=No
     return lambda: mlp(sizes, act=act, norm=norm, flatten=flatten)
 
 
+@replayable
 def split_metrics(models, data, splits: Sequence[str] = ("train", "test")) -> dict:
     """Each trained model's cross-entropy loss and accuracy per split, through the stacked forward
     the trainer itself uses: {"train_loss": (M,), "train_acc": (M,), ...} as numpy arrays."""
