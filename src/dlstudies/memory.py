@@ -85,7 +85,8 @@ def members(cfg: Any, n_seeds: int) -> int:
 
 
 def _batch(cfg: Any) -> int:
-    sizes = [getattr(cfg, n) for n in ("batch_size", "large_batch", "eval_batch") if hasattr(cfg, n)]
+    # A None batch is all of the data at once, which `n_train` (when set) stands for below.
+    sizes = [getattr(cfg, n) for n in ("batch_size", "large_batch", "eval_batch") if getattr(cfg, n, None) is not None]
     return max([*sizes, *getattr(cfg, "batch_sizes", ()), getattr(cfg, "n_train", None) or 0, 1])
 
 
