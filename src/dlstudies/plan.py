@@ -276,8 +276,9 @@ def estimate_kind(name: str, cfg, seeds: tuple[int, ...], runtime: Runtime, para
     i, timer = leaders(real)[params], SliceTimer({} if measures is None else measures)
     start, first = first_slices(cfg, runtime)
     scale, result = seed_scale(timer, _sliced_units(study, first, seeds, runtime, len(real))["lo", "top"][i])
-    grid, units = _settled_grid(study, cfg, seeds, runtime, len(real), timer, scale, i, start)
-    scale = seed_growth(timer, scale, _sliced_units(study, grid, seeds, runtime, len(real))["hi", "top"][i])
+    grid, stacks = _settled_grid(study, cfg, seeds, runtime, len(real), timer, scale, i, start)
+    scale = seed_growth(timer, scale, stacks["hi", "top"])
+    units = {corner: scale.unit(stack) for corner, stack in stacks.items()}
     corners = [units[c] for c in CORNERS[:3]]
     mine = dict(zip(CORNERS[:3], timer.time(corners)))
     if rest_grows(_timings(mine)) or _scaled_far(grid, mine):
@@ -410,8 +411,8 @@ def _sliced_units(study, grid: dict, seeds, runtime, n_units: int) -> dict:
 
 def _settled_grid(study, cfg, seeds, runtime, n_units: int, timer: "SliceTimer", scale: SeedScale, index: int,
                   epochs: tuple[int, int]) -> tuple[dict, dict]:
-    """({corner: Slice}, {corner: the unit at `index` as timed there, on the seeds of `scale`}), from
-    `epochs` on: the larger budget grown until both budgets train the unit as the same number of
+    """({corner: Slice}, {corner: the unit at `index` there, of the whole stack; timed on the seeds of
+    `scale`}), from `epochs` on: the larger budget grown until both budgets train the unit as the same number of
     fits (a study may train one recipe for two arms when a short budget makes them alike) and what it
     adds to the smaller one's training stands MIN_SLOPE_S above the timing noise or trains MAX_SLICE_S
     (a stop rule that ends a slice early adds nothing however many epochs it is given), or the
@@ -420,12 +421,12 @@ def _settled_grid(study, cfg, seeds, runtime, n_units: int, timer: "SliceTimer",
     sizes = data_sizes(cfg, runtime)
     while True:
         epochs, grid = slices(cfg, sizes, epochs)
-        units = {c: scale.unit(u[index]) for c, u in _sliced_units(study, grid, seeds, runtime, n_units).items()}
-        (small, _), (large, _) = timer.time([units["lo", "top"], units["hi", "top"]])
+        stacks = {c: u[index] for c, u in _sliced_units(study, grid, seeds, runtime, n_units).items()}
+        (small, _), (large, _) = timer.time([scale.unit(stacks["lo", "top"]), scale.unit(stacks["hi", "top"])])
         added, alike = large.budgeted() - small.budgeted(), small.fits == large.fits
         whole = grid["hi", "top"].budget >= 1.0 or epochs[1] > MAX_SLICE_EPOCHS
         if (alike and (added >= MIN_SLOPE_S or large.budgeted() >= MAX_SLICE_S)) or whole:
-            return grid, units
+            return grid, stacks
         epochs = (epochs[1], grown(epochs, added if alike else 0.0))
 
 

@@ -124,13 +124,12 @@ def loss_plane(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, targets:
     alphas, betas = np.asarray(alphas, dtype=np.float64), np.asarray(betas, dtype=np.float64)
     points = [(float(a), float(b)) for b in betas for a in alphas]
     sums = np.zeros((len(points), 2))
-    with eval_mode(model):
-        for part in batch_slices(len(inputs), batch_size):
-            x, y = inputs[part], targets[part]
-            weight = len(y) / len(inputs)  # 1.0 for one batch: the full-batch loss exactly
-            for k, (a, b) in enumerate(points):
-                loss, metric = evaluate(model, _shifted(theta, d1, d2, a, b), loss_fn, x, y, None, metric_fn)
-                sums[k] += (loss * weight, (metric or 0.0) * weight)
+    for part in batch_slices(len(inputs), batch_size):
+        x, y = inputs[part], targets[part]
+        weight = len(y) / len(inputs)  # 1.0 for one batch: the full-batch loss exactly
+        for k, (a, b) in enumerate(points):
+            loss, metric = evaluate(model, _shifted(theta, d1, d2, a, b), loss_fn, x, y, None, metric_fn)
+            sums[k] += (loss * weight, (metric or 0.0) * weight)
     loss = sums[:, 0].reshape(len(betas), len(alphas))
     accuracy = sums[:, 1].reshape(len(betas), len(alphas)) if metric_fn else None
     return LossPlane(alphas=alphas, betas=betas, loss=loss, accuracy=accuracy)
