@@ -328,7 +328,10 @@ def _scaled_far(grid: dict, timed_corners: dict) -> bool:
 # tells what each part gains per seed (else the grid is timed on the whole stack, as it is).
 
 SLICE_SEEDS = 1
-FEWER_SEEDS_ABOVE = 2.0  # CPU seconds
+# CPU seconds. With what a seed adds read off the larger slice, one seed and two estimate a stack as
+# timing it whole does (image-depth's CNN stacks of 10 at paper, whose first slice costs about 0.6 s:
+# 147-158 s either way); below this a stack's two extra timings cost more than they save.
+FEWER_SEEDS_ABOVE = 0.5
 
 
 @dataclass(frozen=True)
